@@ -1,0 +1,89 @@
+/* fastnn internal header: status codes, shapes and the kernel entry points.
+ *
+ * Kernels take raw pointers to C-contiguous arrays plus a shape; they assert
+ * preconditions but never validate user input (the Python layer does that).
+ * float32 and float64 variants come from one templated source per family
+ * (each .c file includes itself once per dtype). */
+#ifndef FASTNN_H
+#define FASTNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    FNN_OK = 0,
+    FNN_ENOMEM = 1,   /* a workspace allocation failed */
+    FNN_EINVAL = 2    /* a size the caller should have rejected */
+} fnn_status;
+
+/* Geometry of one 2-d convolution (conv1d is the case in_h = kernel_h = out_h = 1).
+ * pad_h/pad_w are the top/left padding; the bottom/right padding is implied by
+ * out_h/out_w, which is how asymmetric 'same' padding needs no padded copy. */
+typedef struct {
+    int64_t batch, in_channels, in_h, in_w;
+    int64_t out_channels, kernel_h, kernel_w;
+    int64_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
+    int64_t groups, out_h, out_w;
+} fnn_conv_shape;
+
+/* runtime.c: one-time setup, threads, configuration strings. */
+void fnn_init(void);
+void fnn_set_num_threads(int n);
+int fnn_get_num_threads(void);
+const char *fnn_simd_name(void);
+const char *fnn_compiler(void);
+const char *fnn_blas_config(void);
+
+/* vec.c: row primitives, one implementation per instruction set, chosen once
+ * by fnn_init (FASTNN_SIMD=portable forces the portable one). */
+typedef struct {
+    const char *name;
+    void (*gather_f32)(int64_t n, const float *src, int64_t stride, float *dst);
+    void (*gather_f64)(int64_t n, const double *src, int64_t stride, double *dst);
+    void (*scatter_add_f32)(int64_t n, const float *src, int64_t stride, float *dst);
+    void (*scatter_add_f64)(int64_t n, const double *src, int64_t stride, double *dst);
+    void (*add_scalar_f32)(int64_t n, float value, float *dst);
+    void (*add_scalar_f64)(int64_t n, double value, double *dst);
+    float (*sum_f32)(int64_t n, const float *src);
+    double (*sum_f64)(int64_t n, const double *src);
+} fnn_vec_ops;
+
+extern const fnn_vec_ops fnn_vec_portable, fnn_vec_avx2, fnn_vec_avx512;
+extern const fnn_vec_ops *fnn_vec;
+
+/* im2col.c */
+#define FNN_DECLARE_IM2COL(T, SFX)                                                    \
+    void fnn_im2col_block_##SFX(const fnn_conv_shape *s, const T *x, int64_t channels, \
+                                int64_t p0, int64_t p1, T *cols, int64_t ldc);         \
+    void fnn_col2im_block_add_##SFX(const fnn_conv_shape *s, const T *cols,            \
+                                    int64_t channels, int64_t p0, int64_t p1,          \
+                                    int64_t ldc, T *x);                                \
+    int fnn_im2col_##SFX(const fnn_conv_shape *s, const T *x, T *cols);                \
+    int fnn_col2im_##SFX(const fnn_conv_shape *s, const T *cols, T *x);
+FNN_DECLARE_IM2COL(float, f32)
+FNN_DECLARE_IM2COL(double, f64)
+
+/* conv.c: any of dx, dw, db may be NULL (that gradient is not computed). */
+#define FNN_DECLARE_CONV(T, SFX)                                                       \
+    int fnn_conv2d_forward_##SFX(const fnn_conv_shape *s, const T *x, const T *w,      \
+                                 const T *bias, T *y);                                 \
+    int fnn_conv2d_backward_##SFX(const fnn_conv_shape *s, const T *dy, const T *x,    \
+                                  const T *w, T *dx, T *dw, T *db);
+FNN_DECLARE_CONV(float, f32)
+FNN_DECLARE_CONV(double, f64)
+
+/* Floor division and the range of output positions o with 0 <= o*stride + offset < in_size. */
+static inline int64_t fnn_floordiv(int64_t a, int64_t b) {
+    int64_t q = a / b;
+    return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+static inline void fnn_valid_range(int64_t offset, int64_t stride, int64_t in_size,
+                                   int64_t out_size, int64_t *lo, int64_t *hi) {
+    int64_t a = -fnn_floordiv(offset, stride);            /* ceil(-offset / stride) */
+    int64_t b = fnn_floordiv(in_size - 1 - offset, stride) + 1;
+    *lo = a < 0 ? 0 : (a > out_size ? out_size : a);
+    *hi = b < *lo ? *lo : (b > out_size ? out_size : b);
+}
+
+#endif

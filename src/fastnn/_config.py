@@ -1,0 +1,46 @@
+"""Threads and build configuration.
+
+fastnn's parallel work is OpenMP's: the thread count is OpenMP's own setting
+(``OMP_NUM_THREADS``, threadpoolctl's "openmp" limit and `set_num_threads` all
+act on it). The bundled OpenBLAS is pinned to one thread at import, because it
+is only ever called from inside fastnn's OpenMP regions.
+"""
+from __future__ import annotations
+
+import sys
+
+from fastnn import _kernels
+from fastnn._validate import as_int
+
+
+def set_num_threads(n: int) -> None:
+    """Use `n` OpenMP threads in fastnn's kernels (for calls from this thread).
+
+    Results do not depend on the thread count: every reduction uses a fixed
+    partition of the work.
+    """
+    _kernels.set_num_threads(as_int(n, "n", 1))
+
+
+def get_num_threads() -> int:
+    """The number of OpenMP threads fastnn's next kernel call will use."""
+    return _kernels.get_num_threads()
+
+
+def config() -> dict:
+    """Version, compiler, SIMD path, BLAS and thread count, as a dict."""
+    import numpy as np
+
+    from fastnn import __version__
+
+    simd, compiler, blas = _kernels.config()
+    return {"fastnn": __version__, "numpy": np.__version__,
+            "python": sys.version.split()[0], "compiler": compiler, "simd": simd,
+            "blas": f"scipy-openblas32 ({blas.strip()}), 1 thread",
+            "threads": get_num_threads()}
+
+
+def show_config() -> None:
+    """Print the version, compiler, SIMD path in use, BLAS and thread count."""
+    for key, value in config().items():
+        print(f"{key:>9}: {value}")

@@ -1,0 +1,35 @@
+# Declarations of the C kernels in csrc/ (see csrc/fastnn.h).
+from libc.stdint cimport int64_t
+
+cdef extern from "fastnn.h" nogil:
+    ctypedef enum fnn_status:
+        FNN_OK
+        FNN_ENOMEM
+        FNN_EINVAL
+
+    ctypedef struct fnn_conv_shape:
+        int64_t batch, in_channels, in_h, in_w
+        int64_t out_channels, kernel_h, kernel_w
+        int64_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w
+        int64_t groups, out_h, out_w
+
+    void fnn_init()
+    void fnn_set_num_threads(int n)
+    int fnn_get_num_threads()
+    const char *fnn_simd_name()
+    const char *fnn_compiler()
+    const char *fnn_blas_config()
+
+    int fnn_im2col_f32(const fnn_conv_shape *s, const float *x, float *cols)
+    int fnn_im2col_f64(const fnn_conv_shape *s, const double *x, double *cols)
+    int fnn_col2im_f32(const fnn_conv_shape *s, const float *cols, float *x)
+    int fnn_col2im_f64(const fnn_conv_shape *s, const double *cols, double *x)
+
+    int fnn_conv2d_forward_f32(const fnn_conv_shape *s, const float *x, const float *w,
+                               const float *bias, float *y)
+    int fnn_conv2d_forward_f64(const fnn_conv_shape *s, const double *x, const double *w,
+                               const double *bias, double *y)
+    int fnn_conv2d_backward_f32(const fnn_conv_shape *s, const float *dy, const float *x,
+                                const float *w, float *dx, float *dw, float *db)
+    int fnn_conv2d_backward_f64(const fnn_conv_shape *s, const double *dy, const double *x,
+                                const double *w, double *dx, double *dw, double *db)

@@ -1,0 +1,125 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""Typed entry points into the C kernels (csrc/).
+
+Arrays arrive here already validated, C-contiguous and of one dtype (the
+Python modules see to that); this layer only checks that the buffers fit the
+shape, releases the GIL around the C call and turns a status code into an
+exception. Every function has one body for float32 and float64 (fused type).
+"""
+from cython cimport floating
+from libc.stdint cimport int64_t
+
+
+fnn_init()
+
+
+cdef fnn_conv_shape _shape(object g) except *:
+    """A ConvGeometry tuple (see fastnn._validate) as the C struct."""
+    cdef fnn_conv_shape s
+    (s.batch, s.in_channels, s.in_h, s.in_w, s.out_channels, s.kernel_h, s.kernel_w,
+     s.stride_h, s.stride_w, s.pad_h, s.pad_w, s.dilation_h, s.dilation_w,
+     s.groups, s.out_h, s.out_w) = g
+    return s
+
+
+cdef int _check(int status) except -1:
+    if status == FNN_ENOMEM:
+        raise MemoryError("fastnn: a kernel workspace allocation failed")
+    if status != FNN_OK:
+        raise RuntimeError(f"fastnn: kernel failed with status {status}")
+    return 0
+
+
+cdef void _need(Py_ssize_t have, int64_t want, str name) except *:
+    if have != want:
+        raise ValueError(f"{name}: buffer has {have} elements, the shape needs {want}")
+
+
+def set_num_threads(int n):
+    fnn_set_num_threads(n)
+
+
+def get_num_threads():
+    return fnn_get_num_threads()
+
+
+def config():
+    """(SIMD path, compiler, BLAS configuration) as strings."""
+    return (fnn_simd_name().decode(), fnn_compiler().decode(), fnn_blas_config().decode())
+
+
+def im2col(geometry, const floating[::1] x, floating[::1] cols):
+    cdef fnn_conv_shape s = _shape(geometry)
+    cdef int status
+    _need(x.shape[0], s.batch * s.in_channels * s.in_h * s.in_w, "x")
+    _need(cols.shape[0], s.batch * s.in_channels * s.kernel_h * s.kernel_w * s.out_h * s.out_w, "cols")
+    with nogil:
+        if floating is float:
+            status = fnn_im2col_f32(&s, &x[0], &cols[0])
+        else:
+            status = fnn_im2col_f64(&s, &x[0], &cols[0])
+    _check(status)
+
+
+def col2im(geometry, const floating[::1] cols, floating[::1] x):
+    cdef fnn_conv_shape s = _shape(geometry)
+    cdef int status
+    _need(x.shape[0], s.batch * s.in_channels * s.in_h * s.in_w, "x")
+    _need(cols.shape[0], s.batch * s.in_channels * s.kernel_h * s.kernel_w * s.out_h * s.out_w, "cols")
+    with nogil:
+        if floating is float:
+            status = fnn_col2im_f32(&s, &cols[0], &x[0])
+        else:
+            status = fnn_col2im_f64(&s, &cols[0], &x[0])
+    _check(status)
+
+
+cdef void _need_conv(fnn_conv_shape *s, Py_ssize_t nx, Py_ssize_t nw, Py_ssize_t ny) except *:
+    _need(nx, s.batch * s.in_channels * s.in_h * s.in_w, "x")
+    _need(nw, s.out_channels * (s.in_channels // s.groups) * s.kernel_h * s.kernel_w, "weight")
+    _need(ny, s.batch * s.out_channels * s.out_h * s.out_w, "output")
+
+
+def conv2d_forward(geometry, const floating[::1] x, const floating[::1] w,
+                   const floating[::1] bias, floating[::1] y):
+    """y = conv(x, w) + bias; `bias` may be None."""
+    cdef fnn_conv_shape s = _shape(geometry)
+    cdef int status
+    cdef const floating *b = NULL
+    _need_conv(&s, x.shape[0], w.shape[0], y.shape[0])
+    if bias is not None:
+        _need(bias.shape[0], s.out_channels, "bias")
+        b = &bias[0]
+    with nogil:
+        if floating is float:
+            status = fnn_conv2d_forward_f32(&s, &x[0], &w[0], b, &y[0])
+        else:
+            status = fnn_conv2d_forward_f64(&s, &x[0], &w[0], b, &y[0])
+    _check(status)
+
+
+def conv2d_backward(geometry, const floating[::1] dy, const floating[::1] x,
+                    const floating[::1] w, floating[::1] dx, floating[::1] dw,
+                    floating[::1] db):
+    """Gradients of conv2d; each of dx, dw, db may be None (not computed)."""
+    cdef fnn_conv_shape s = _shape(geometry)
+    cdef int status
+    cdef floating *pdx = NULL
+    cdef floating *pdw = NULL
+    cdef floating *pdb = NULL
+    _need_conv(&s, x.shape[0], w.shape[0], dy.shape[0])
+    if dx is not None:
+        _need(dx.shape[0], x.shape[0], "grad_input")
+        pdx = &dx[0]
+    if dw is not None:
+        _need(dw.shape[0], w.shape[0], "grad_weight")
+        pdw = &dw[0]
+    if db is not None:
+        _need(db.shape[0], s.out_channels, "grad_bias")
+        pdb = &db[0]
+    with nogil:
+        if floating is float:
+            status = fnn_conv2d_backward_f32(&s, &dy[0], &x[0], &w[0], pdx, pdw, pdb)
+        else:
+            status = fnn_conv2d_backward_f64(&s, &dy[0], &x[0], &w[0], pdx, pdw, pdb)
+    _check(status)

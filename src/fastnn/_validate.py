@@ -1,0 +1,254 @@
+"""The one place where user arguments are checked and normalized.
+
+Every public function (the C path and the NumPy reference alike) goes through
+these helpers, so the same bad input gets the same clear message everywhere.
+Messages name the argument and the shapes involved.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import NamedTuple, Sequence, Tuple, Union
+
+import numpy as np
+
+IntOrTuple = Union[int, Sequence[int]]
+Padding = Union[int, Sequence[int], str]
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# OpenBLAS32 takes 32-bit sizes and leading dimensions.
+_BLAS_MAX = 2**31 - 1
+
+
+def as_float_array(value, name: str) -> np.ndarray:
+    """`value` as a float32/float64 ndarray (not copied when it already is one).
+
+    Raises TypeError for anything else: integers, booleans, complex, objects.
+    """
+    arr = np.asarray(value)
+    if arr.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must be a float32 or float64 array, got dtype {arr.dtype} "
+            f"with shape {arr.shape}")
+    return arr
+
+
+def same_dtype(**arrays: np.ndarray | None) -> np.dtype:
+    """The dtype shared by the given arrays (None entries are skipped)."""
+    given = {k: a for k, a in arrays.items() if a is not None}
+    dtypes = {a.dtype for a in given.values()}
+    if len(dtypes) > 1:
+        desc = ", ".join(f"{k} is {a.dtype}" for k, a in given.items())
+        raise TypeError(f"dtype mismatch: {desc}; convert them to one float dtype")
+    return next(iter(dtypes))
+
+
+def check_ndim(arr: np.ndarray, ndim: int, name: str, layout: str) -> None:
+    if arr.ndim != ndim:
+        raise ValueError(
+            f"{name} must be {ndim}-d {layout}, got shape {arr.shape} ({arr.ndim}-d)")
+
+
+def check_shape(arr: np.ndarray, shape: Tuple[int, ...], name: str) -> None:
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
+
+
+def contiguous(arr: np.ndarray) -> np.ndarray:
+    """C-contiguous, aligned, native byte order (a copy only when needed)."""
+    return np.require(arr, dtype=arr.dtype.newbyteorder("="), requirements=["C", "A"])
+
+
+def as_int(value, name: str, minimum: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def as_tuple(value: IntOrTuple, n: int, name: str, minimum: int) -> Tuple[int, ...]:
+    """An int, or a sequence of n ints, as a tuple of n ints >= minimum."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != n:
+            raise ValueError(f"{name} must be an int or {n} ints, got {value!r}")
+        return tuple(as_int(v, name, minimum) for v in value)
+    return (as_int(value, name, minimum),) * n
+
+
+class ConvGeometry(NamedTuple):
+    """Sizes of one convolution, in the field order of the C `fnn_conv_shape`.
+
+    A 1-d convolution has in_h = kernel_h = out_h = 1. pad_h/pad_w are the
+    top/left padding; the bottom/right padding follows from the output size.
+    """
+    batch: int
+    in_channels: int
+    in_h: int
+    in_w: int
+    out_channels: int
+    kernel_h: int
+    kernel_w: int
+    stride_h: int
+    stride_w: int
+    pad_h: int
+    pad_w: int
+    dilation_h: int
+    dilation_w: int
+    groups: int
+    out_h: int
+    out_w: int
+
+    @property
+    def pad_bottom(self) -> int:
+        return _far_pad(self.in_h, self.kernel_h, self.stride_h, self.pad_h,
+                        self.dilation_h, self.out_h)
+
+    @property
+    def pad_right(self) -> int:
+        return _far_pad(self.in_w, self.kernel_w, self.stride_w, self.pad_w,
+                        self.dilation_w, self.out_w)
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        return (self.batch, self.in_channels, self.in_h, self.in_w)
+
+    @property
+    def output_shape(self) -> Tuple[int, ...]:
+        return (self.batch, self.out_channels, self.out_h, self.out_w)
+
+    @property
+    def weight_shape(self) -> Tuple[int, ...]:
+        return (self.out_channels, self.in_channels // self.groups, self.kernel_h,
+                self.kernel_w)
+
+
+def _far_pad(size: int, k: int, s: int, pad: int, d: int, out: int) -> int:
+    """Bottom/right padding the output size needs (0 when it ends inside the input)."""
+    return max((out - 1) * s + d * (k - 1) + 1 - size - pad, 0)
+
+
+def _resolve_padding(padding: Padding, size: Tuple[int, ...], kernel: Tuple[int, ...],
+                     stride: Tuple[int, ...], dilation: Tuple[int, ...]
+                     ) -> Tuple[Tuple[int, int], ...]:
+    """(before, after) padding per spatial dim, for an int, a tuple, 'valid' or 'same'."""
+    n = len(size)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0),) * n
+        if padding != "same":
+            raise ValueError(f"padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
+        pads = []
+        for h, k, s, d in zip(size, kernel, stride, dilation):
+            # stride 1: PyTorch's 'same'; stride > 1: TensorFlow's (out = ceil(h / s)).
+            out = -(-h // s)
+            total = max((out - 1) * s + d * (k - 1) + 1 - h, 0)
+            pads.append((total // 2, total - total // 2))
+        return tuple(pads)
+    return tuple((p, p) for p in as_tuple(padding, n, "padding", 0))
+
+
+def _output_size(size: int, k: int, s: int, before: int, after: int, d: int) -> int:
+    return (size + before + after - d * (k - 1) - 1) // s + 1
+
+
+def conv_geometry(x_shape: Tuple[int, ...], weight_shape: Tuple[int, ...], stride: IntOrTuple,
+                  padding: Padding, dilation: IntOrTuple, groups: int, dims: int
+                  ) -> ConvGeometry:
+    """Check a convolution's shapes and options; return its geometry.
+
+    `dims` is 1 for (N, C, L) inputs and 2 for (N, C, H, W).
+    """
+    layout = "(N, C, L)" if dims == 1 else "(N, C, H, W)"
+    wlayout = "(C_out, C_in/groups, K)" if dims == 1 else "(C_out, C_in/groups, kH, kW)"
+    if len(x_shape) != dims + 2:
+        raise ValueError(f"input must be {dims + 2}-d {layout}, got shape {tuple(x_shape)}")
+    if len(weight_shape) != dims + 2:
+        raise ValueError(f"weight must be {dims + 2}-d {wlayout}, got shape {tuple(weight_shape)}")
+    groups = as_int(groups, "groups", 1)
+    n, c = x_shape[:2]
+    m, cg = weight_shape[:2]
+    size, kernel = tuple(x_shape[2:]), tuple(weight_shape[2:])
+    if min(x_shape) < 1:
+        raise ValueError(f"input has an empty dimension: shape {tuple(x_shape)}")
+    if min(weight_shape) < 1:
+        raise ValueError(f"weight has an empty dimension: shape {tuple(weight_shape)}")
+    if c % groups or m % groups:
+        raise ValueError(
+            f"groups={groups} must divide in_channels={c} (input {tuple(x_shape)}) and "
+            f"out_channels={m} (weight {tuple(weight_shape)})")
+    if cg * groups != c:
+        raise ValueError(
+            f"weight {tuple(weight_shape)} expects {cg * groups} input channels with "
+            f"groups={groups}, but input {tuple(x_shape)} has {c}")
+    stride = as_tuple(stride, dims, "stride", 1)
+    dilation = as_tuple(dilation, dims, "dilation", 1)
+    pads = _resolve_padding(padding, size, kernel, stride, dilation)
+    out = tuple(_output_size(*args) for args in
+                zip(size, kernel, stride, (p[0] for p in pads), (p[1] for p in pads), dilation))
+    if min(out) < 1:
+        raise ValueError(
+            f"kernel {kernel} with dilation {dilation} is larger than the padded input "
+            f"{tuple(h + a + b for h, (a, b) in zip(size, pads))} (input {tuple(x_shape)})")
+    if dims == 1:
+        geo = ConvGeometry(n, c, 1, size[0], m, 1, kernel[0], 1, stride[0], 0, pads[0][0],
+                           1, dilation[0], groups, 1, out[0])
+    else:
+        geo = ConvGeometry(n, c, size[0], size[1], m, kernel[0], kernel[1], stride[0],
+                           stride[1], pads[0][0], pads[1][0], dilation[0], dilation[1],
+                           groups, out[0], out[1])
+    check_sizes(geo)
+    return geo
+
+
+def check_sizes(geo: ConvGeometry) -> None:
+    """Reject problems whose GEMM sizes overflow 32-bit BLAS or whose arrays overflow memory."""
+    kk = geo.kernel_h * geo.kernel_w
+    gemm = {"positions per image (out_h*out_w)": geo.out_h * geo.out_w,
+            "input plane (H*W)": geo.in_h * geo.in_w,
+            "in_channels/groups*kH*kW": geo.in_channels // geo.groups * kk,
+            "out_channels": geo.out_channels}
+    for what, v in gemm.items():
+        if v > _BLAS_MAX:
+            raise ValueError(f"{what} = {v} exceeds the 32-bit BLAS limit {_BLAS_MAX}")
+    biggest = max(math.prod(geo.input_shape), math.prod(geo.output_shape),
+                  geo.batch * geo.in_channels * kk * geo.out_h * geo.out_w)
+    if biggest * 8 > np.iinfo(np.intp).max:
+        raise ValueError(f"convolution too large: an array of {biggest} elements overflows")
+
+
+def float_arrays(**named) -> Tuple[Tuple[np.ndarray | None, ...], np.dtype]:
+    """Coerce the named arrays (None allowed) to one float dtype; return them and it."""
+    arrays = {k: (None if v is None else as_float_array(v, k)) for k, v in named.items()}
+    return tuple(arrays.values()), same_dtype(**arrays)
+
+
+def prepare_conv(x, weight, bias, stride, padding, dilation, groups, dims: int):
+    """Validated (x, weight, bias, geometry) of a convolution call."""
+    (x, weight, bias), _ = float_arrays(input=x, weight=weight, bias=bias)
+    geo = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups, dims)
+    if bias is not None:
+        check_shape(bias, (geo.out_channels,), "bias")
+    return x, weight, bias, geo
+
+
+def prepare_conv_backward(grad_output, x, weight, stride, padding, dilation, groups, dims: int):
+    """Validated (grad_output, x, weight, geometry) of a convolution backward call."""
+    (grad_output, x, weight), _ = float_arrays(grad_output=grad_output, input=x, weight=weight)
+    geo = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups, dims)
+    out_shape = geo.output_shape if dims == 2 else (geo.batch, geo.out_channels, geo.out_w)
+    check_shape(grad_output, out_shape, "grad_output")
+    return grad_output, x, weight, geo
+
+
+def unfold_geometry(x_shape: Tuple[int, ...], kernel_size: IntOrTuple, dilation: IntOrTuple,
+                    padding: IntOrTuple, stride: IntOrTuple) -> ConvGeometry:
+    """Geometry of im2col/col2im on an (N, C, H, W) input (symmetric padding, as unfold)."""
+    if len(x_shape) != 4:
+        raise ValueError(f"input must be 4-d (N, C, H, W), got shape {tuple(x_shape)}")
+    kernel = as_tuple(kernel_size, 2, "kernel_size", 1)
+    n, c = x_shape[:2]
+    if isinstance(padding, str):
+        raise ValueError(f"padding must be an int or a pair for im2col/col2im, got {padding!r}")
+    return conv_geometry(x_shape, (c, 1) + kernel, stride, padding, dilation, c, 2)
