@@ -72,6 +72,12 @@ FNN_DECLARE_IM2COL(double, f64)
 FNN_DECLARE_CONV(float, f32)
 FNN_DECLARE_CONV(double, f64)
 
+/* gemm.c: c[i] (m, n) = a (m, k) @ b[i] (k, n) for i < batch, in parallel. */
+int fnn_gemm_batch_f32(int64_t batch, int64_t m, int64_t n, int64_t k, const float *a,
+                       const float *b, float *c);
+int fnn_gemm_batch_f64(int64_t batch, int64_t m, int64_t n, int64_t k, const double *a,
+                       const double *b, double *c);
+
 /* Floor division and the range of output positions o with 0 <= o*stride + offset < in_size. */
 static inline int64_t fnn_floordiv(int64_t a, int64_t b) {
     int64_t q = a / b;

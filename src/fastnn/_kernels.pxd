@@ -33,3 +33,8 @@ cdef extern from "fastnn.h" nogil:
                                 const float *w, float *dx, float *dw, float *db)
     int fnn_conv2d_backward_f64(const fnn_conv_shape *s, const double *dy, const double *x,
                                 const double *w, double *dx, double *dw, double *db)
+
+    int fnn_gemm_batch_f32(int64_t batch, int64_t m, int64_t n, int64_t k, const float *a,
+                           const float *b, float *c)
+    int fnn_gemm_batch_f64(int64_t batch, int64_t m, int64_t n, int64_t k, const double *a,
+                           const double *b, double *c)

@@ -123,3 +123,25 @@ def conv2d_backward(geometry, const floating[::1] dy, const floating[::1] x,
         else:
             status = fnn_conv2d_backward_f64(&s, &dy[0], &x[0], &w[0], pdx, pdw, pdb)
     _check(status)
+
+
+def gemm_batch(const floating[:, ::1] a, const floating[:, :, ::1] b, floating[:, :, ::1] c):
+    """c[i] = a @ b[i] with the bundled BLAS, split over OpenMP threads.
+
+    Not public API: the yardstick of the benchmarks (a plain GEMM of a
+    convolution's M, N, K) and a check of the BLAS binding in the tests.
+    """
+    cdef int status
+    if b.shape[1] != a.shape[1] or c.shape[0] != b.shape[0] or c.shape[1] != a.shape[0] \
+            or c.shape[2] != b.shape[2]:
+        raise ValueError("gemm_batch: shapes of a, b, c do not fit c[i] = a @ b[i]")
+    if c.shape[0] == 0 or c.shape[1] == 0 or c.shape[2] == 0 or a.shape[1] == 0:
+        raise ValueError("gemm_batch: empty operand")
+    with nogil:
+        if floating is float:
+            status = fnn_gemm_batch_f32(b.shape[0], a.shape[0], b.shape[2], a.shape[1],
+                                        &a[0, 0], &b[0, 0, 0], &c[0, 0, 0])
+        else:
+            status = fnn_gemm_batch_f64(b.shape[0], a.shape[0], b.shape[2], a.shape[1],
+                                        &a[0, 0], &b[0, 0, 0], &c[0, 0, 0])
+    _check(status)

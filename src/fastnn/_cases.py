@@ -1,0 +1,66 @@
+"""Named convolution shapes shared by the tests, the benchmarks and ``python -m fastnn``.
+
+A new shape is added here once. Each case is the input shape, the weight shape
+and the keyword options of `fastnn.conv2d` / `fastnn.conv1d`.
+"""
+from __future__ import annotations
+
+from typing import Dict, NamedTuple, Tuple
+
+import numpy as np
+
+
+class ConvCase(NamedTuple):
+    name: str
+    x_shape: Tuple[int, ...]
+    w_shape: Tuple[int, ...]
+    options: Dict[str, object]
+    dtype: type = np.float32
+
+    @property
+    def dims(self) -> int:
+        return len(self.x_shape) - 2
+
+    def arrays(self, seed: int = 0):
+        """Random (x, weight, bias) for this case, in its dtype."""
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal(self.x_shape).astype(self.dtype)
+        w = (rng.standard_normal(self.w_shape) / np.sqrt(np.prod(self.w_shape[1:]))).astype(self.dtype)
+        b = rng.standard_normal(self.w_shape[0]).astype(self.dtype)
+        return x, w, b
+
+    def flops(self) -> int:
+        """Forward multiply-adds x 2 (bias not counted)."""
+        from fastnn._validate import conv_geometry
+
+        opts = self.options
+        geo = conv_geometry(self.x_shape, self.w_shape, opts.get("stride", 1),
+                            opts.get("padding", 0), opts.get("dilation", 1),
+                            opts.get("groups", 1), self.dims)
+        k = geo.in_channels // geo.groups * geo.kernel_h * geo.kernel_w
+        return 2 * geo.batch * geo.out_channels * geo.out_h * geo.out_w * k
+
+
+def _resnet18(batch: int):
+    return [
+        ConvCase(f"stem7x7s2_b{batch}", (batch, 3, 224, 224), (64, 3, 7, 7),
+                 {"stride": 2, "padding": 3}),
+        ConvCase(f"3x3_64x56_b{batch}", (batch, 64, 56, 56), (64, 64, 3, 3), {"padding": 1}),
+        ConvCase(f"3x3_128x28_b{batch}", (batch, 128, 28, 28), (128, 128, 3, 3), {"padding": 1}),
+        ConvCase(f"3x3_256x14_b{batch}", (batch, 256, 14, 14), (256, 256, 3, 3), {"padding": 1}),
+        ConvCase(f"3x3_512x7_b{batch}", (batch, 512, 7, 7), (512, 512, 3, 3), {"padding": 1}),
+        ConvCase(f"1x1s2_64to128_b{batch}", (batch, 64, 56, 56), (128, 64, 1, 1), {"stride": 2}),
+    ]
+
+
+# The benchmark table of the Foundation issue.
+BENCH_CASES = _resnet18(1) + _resnet18(16) + [
+    ConvCase("conv1d_128to256_k3", (32, 128, 100), (256, 128, 3), {}),
+    ConvCase("depthwise3x3_128x56", (8, 128, 56, 56), (128, 1, 3, 3), {"padding": 1, "groups": 128}),
+    ConvCase("1to32_3x3_28", (64, 1, 28, 28), (32, 1, 3, 3), {"padding": 1}),
+    ConvCase("f64_3x3_64x56_b4", (4, 64, 56, 56), (64, 64, 3, 3), {"padding": 1}, np.float64),
+]
+
+# A few of them for the quick table of ``python -m fastnn``.
+QUICK_CASES = [c for c in BENCH_CASES if c.name in (
+    "stem7x7s2_b16", "3x3_64x56_b16", "1x1s2_64to128_b16", "1to32_3x3_28", "f64_3x3_64x56_b4")]
