@@ -118,6 +118,10 @@ class ConvGeometry(NamedTuple):
     def output_shape(self) -> Tuple[int, ...]:
         return (self.batch, self.out_channels, self.out_h, self.out_w)
 
+    def output_shape_nd(self, dims: int) -> Tuple[int, ...]:
+        """The output shape of a `dims`-d convolution: (N, C, L) or (N, C, H, W)."""
+        return self.output_shape if dims == 2 else (self.batch, self.out_channels, self.out_w)
+
     @property
     def weight_shape(self) -> Tuple[int, ...]:
         return (self.out_channels, self.in_channels // self.groups, self.kernel_h,
@@ -237,8 +241,7 @@ def prepare_conv_backward(grad_output, x, weight, stride, padding, dilation, gro
     """Validated (grad_output, x, weight, geometry) of a convolution backward call."""
     (grad_output, x, weight), _ = float_arrays(grad_output=grad_output, input=x, weight=weight)
     geo = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups, dims)
-    out_shape = geo.output_shape if dims == 2 else (geo.batch, geo.out_channels, geo.out_w)
-    check_shape(grad_output, out_shape, "grad_output")
+    check_shape(grad_output, geo.output_shape_nd(dims), "grad_output")
     return grad_output, x, weight, geo
 
 

@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from fastnn import _kernels
-from fastnn._validate import (ConvGeometry, IntOrTuple, Padding, as_tuple, check_ndim,
+from fastnn._validate import (IntOrTuple, Padding, as_tuple, check_ndim,
                               contiguous, float_arrays, prepare_conv, prepare_conv_backward,
                               unfold_geometry)
 
@@ -80,13 +80,9 @@ def col2im(cols: np.ndarray, output_size: IntOrTuple, kernel_size: IntOrTuple,
     return x
 
 
-def _output_shape(geo: ConvGeometry, dims: int) -> Tuple[int, ...]:
-    return geo.output_shape if dims == 2 else (geo.batch, geo.out_channels, geo.out_w)
-
-
 def _forward(x, weight, bias, stride, padding, dilation, groups, dims: int) -> np.ndarray:
     x, weight, bias, geo = prepare_conv(x, weight, bias, stride, padding, dilation, groups, dims)
-    y = np.empty(_output_shape(geo, dims), dtype=x.dtype)
+    y = np.empty(geo.output_shape_nd(dims), dtype=x.dtype)
     _kernels.conv2d_forward(geo, _flat(x), _flat(weight), _flat(bias), y.reshape(-1))
     return y
 
