@@ -1,18 +1,22 @@
 /* Convolution as im2col + GEMM, forward and backward (conv1d is in_h = 1).
  *
- * Work is split into items (image, block of output positions, chunk of output
- * channels), and every split depends on the shape only, never on the thread
- * count, so results are bit-identical whatever the number of threads:
- * - a block is a cache-sized slice of one image's column matrix
- *   (FNN_COL_BLOCK_BYTES), so im2col writes and the GEMM reads it from cache, and
- *   each thread owns one such buffer, never a buffer for the whole batch;
- * - when the batch has too few blocks to keep FNN_MIN_ITEMS threads busy,
- *   output channels are split too (batch 1 still runs in parallel);
- * - the weight gradient sums over a fixed number of parts of the batch, each into
- *   its own buffer, added in a fixed order; the input gradient is col2im'd in two
- *   phases (even blocks, then odd blocks), blocks being tall enough that blocks
- *   i and i + 2 never touch the same input row, so no two threads add to the same
- *   element at once and every element gets its terms in the same order. */
+ * The output positions of the whole batch, image after image, are cut into
+ * blocks of whole output rows (columns when there is one row, as in conv1d);
+ * a block may span several images, so that small images still give the GEMM
+ * enough columns to amortize OpenBLAS's packing of the weight. Work items are
+ * (block, chunk of output channels), and every split depends on the shape
+ * only, never on the thread count, so results are bit-identical whatever the
+ * number of threads:
+ * - a block's column matrix lives in a per-thread buffer of about
+ *   FNN_COL_BLOCK_BYTES (never a buffer for the whole batch), written by im2col
+ *   and read by the GEMM while it is still in cache;
+ * - when there are too few blocks to keep FNN_MIN_ITEMS threads busy (batch 1),
+ *   output channels are split too;
+ * - the weight gradient sums over a fixed number of parts of the blocks, each
+ *   into its own buffer, added in a fixed order; the input gradient is col2im'd
+ *   in two phases (even blocks, then odd blocks), blocks being tall enough that
+ *   blocks i and i + 2 never touch the same input row, so no two threads add to
+ *   one element at once and every element gets its terms in the same order. */
 #ifndef FNN_TEMPLATE
 #define FNN_TEMPLATE
 #include <omp.h>
@@ -21,9 +25,9 @@
 #include "blas.h"
 #include "fastnn.h"
 
-#define FNN_COL_BLOCK_BYTES ((int64_t)512 * 1024)
+#define FNN_COL_BLOCK_BYTES ((int64_t)1 << 20)
+#define FNN_MIN_BLOCK_POSITIONS 384
 #define FNN_MIN_ITEMS 8
-#define FNN_MIN_BLOCK_POSITIONS 64
 #define FNN_MIN_CHUNK_ROWS 16
 #define FNN_DW_PARTS 8
 #define FNN_DW_PARTS_BYTES ((int64_t)64 << 20)
@@ -32,12 +36,14 @@ static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* Blocks of output positions: whole output rows, or columns when there is one
- * row (conv1d). Block i covers units [i*units/blocks, (i+1)*units/blocks). */
+/* Blocks of the batch's output positions. Block i covers units
+ * [i*units/blocks, (i+1)*units/blocks) of the batch, a unit being one output
+ * row (or one position when there is a single row). */
 typedef struct {
-    int64_t unit;   /* positions in one unit: a whole output row, or 1 */
-    int64_t units;  /* units in one image */
-    int64_t blocks; /* blocks in one image */
+    int64_t unit;   /* positions in one unit */
+    int64_t units;  /* units in the whole batch */
+    int64_t blocks;
+    int64_t L;      /* positions in one image */
 } fnn_blocking;
 
 static fnn_blocking plan_blocks(const fnn_conv_shape *s, int64_t col_rows, int64_t elem) {
@@ -45,26 +51,45 @@ static fnn_blocking plan_blocks(const fnn_conv_shape *s, int64_t col_rows, int64
     int64_t k = by_rows ? s->kernel_h : s->kernel_w;
     int64_t d = by_rows ? s->dilation_h : s->dilation_w;
     int64_t st = by_rows ? s->stride_h : s->stride_w;
-    fnn_blocking b = {by_rows ? s->out_w : 1, by_rows ? s->out_h : s->out_w, 1};
+    int64_t unit = by_rows ? s->out_w : 1, L = s->out_h * s->out_w;
+    fnn_blocking b = {unit, s->batch * L / unit, 1, L};
     /* two-phase col2im: blocks i and i + 2 are disjoint in the input when the
      * block between them spans at least (k - 1) * d input rows */
     int64_t min_units = max64(1, ceil_div((k - 1) * d, st));
-    int64_t fit = FNN_COL_BLOCK_BYTES / (col_rows * elem * b.unit);
-    int64_t balance = ceil_div(b.units, ceil_div(FNN_MIN_ITEMS, s->batch));
-    int64_t per = max64(min64(fit, balance),
-                        max64(min_units, ceil_div(FNN_MIN_BLOCK_POSITIONS, b.unit)));
+    int64_t fit = FNN_COL_BLOCK_BYTES / (col_rows * elem * unit);
+    int64_t wide = ceil_div(FNN_MIN_BLOCK_POSITIONS, unit);
+    int64_t balance = ceil_div(b.units, FNN_MIN_ITEMS);
+    int64_t per = max64(max64(min64(fit, balance), wide), min_units);
     b.blocks = max64(1, b.units / per);
     return b;
 }
 
-static void block_range(const fnn_blocking *b, int64_t i, int64_t *p0, int64_t *p1) {
-    *p0 = b->units * i / b->blocks * b->unit;
-    *p1 = b->units * (i + 1) / b->blocks * b->unit;
+/* Global positions [q0, q1) of block i. */
+static void block_range(const fnn_blocking *b, int64_t i, int64_t *q0, int64_t *q1) {
+    *q0 = b->units * i / b->blocks * b->unit;
+    *q1 = b->units * (i + 1) / b->blocks * b->unit;
 }
 
 static int64_t block_max_positions(const fnn_blocking *b) {
     return ceil_div(b->units, b->blocks) * b->unit;
 }
+
+/* The part of [q0, q1) in image n: local positions [p0, p1) at column offset `at`. */
+typedef struct {
+    int64_t n, p0, p1, at;
+} fnn_segment;
+
+static int next_segment(const fnn_blocking *b, int64_t q0, int64_t q1, fnn_segment *seg) {
+    int64_t q = seg->n < 0 ? q0 : seg->n * b->L + seg->p1;
+    if (q >= q1) return 0;
+    seg->n = q / b->L;
+    seg->p0 = q - seg->n * b->L;
+    seg->p1 = min64(q1 - seg->n * b->L, b->L);
+    seg->at = q - q0;
+    return 1;
+}
+#define FOR_EACH_SEGMENT(b, q0, q1, seg) \
+    for (fnn_segment seg = {-1, 0, 0, 0}; next_segment(b, q0, q1, &seg);)
 
 /* Enough chunks of `rows` for FNN_MIN_ITEMS items, none under min_rows rows. */
 static int64_t plan_chunks(int64_t items, int64_t rows, int64_t min_rows) {
@@ -105,7 +130,8 @@ typedef struct {
     int64_t G, Cg, Mg, Kg, kk, L, HW;
     int pointwise;
     fnn_blocking b;
-    int64_t ws_per_thread;
+    int64_t P;             /* most positions in one block */
+    int64_t ws_per_thread; /* a (Kg, P) column matrix and an (Mg, P) row matrix */
 } SFX(conv_dims);
 
 static SFX(conv_dims) SFX(conv_dims_of)(const fnn_conv_shape *s) {
@@ -119,7 +145,8 @@ static SFX(conv_dims) SFX(conv_dims_of)(const fnn_conv_shape *s) {
     d.HW = s->in_h * s->in_w;
     d.pointwise = is_pointwise(s);
     d.b = plan_blocks(s, d.Kg, (int64_t)sizeof(T));
-    d.ws_per_thread = d.Kg * block_max_positions(&d.b);
+    d.P = block_max_positions(&d.b);
+    d.ws_per_thread = (d.Kg + d.Mg) * d.P;
     return d;
 }
 
@@ -128,53 +155,78 @@ static T *SFX(alloc_workspace)(const SFX(conv_dims) *d) {
     return (T *)malloc(n * sizeof(T));
 }
 
-/* The column matrix of (image n, block blk, group g), or the input itself for a
- * pointwise convolution; `cached` skips an im2col this thread has just done. */
+/* Rows [m, m + rows) of a (N, channels, L) tensor over the positions [q0, q1):
+ * a view into the tensor when they lie in one image (*ld = L), else NULL. */
+static T *SFX(block_view)(const SFX(conv_dims) *d, int64_t q0, int64_t q1, T *t,
+                          int64_t channels, int64_t m, int64_t *ld) {
+    int64_t n = q0 / d->L;
+    if ((q1 - 1) / d->L != n) return NULL;
+    *ld = d->L;
+    return t + (n * channels + m) * d->L + (q0 - n * d->L);
+}
+
+/* Moves those rows between the tensor and a (rows, q1 - q0) matrix, both ways. */
+static void SFX(block_copy)(const SFX(conv_dims) *d, int64_t q0, int64_t q1, T *t,
+                            int64_t channels, int64_t m, int64_t rows, T *mat, int to_mat) {
+    FOR_EACH_SEGMENT(&d->b, q0, q1, seg) {
+        size_t bytes = (size_t)(seg.p1 - seg.p0) * sizeof(T);
+        for (int64_t r = 0; r < rows; r++) {
+            T *tp = t + (seg.n * channels + m + r) * d->L + seg.p0;
+            T *mp = mat + r * (q1 - q0) + seg.at;
+            memcpy(to_mat ? mp : tp, to_mat ? tp : mp, bytes);
+        }
+    }
+}
+
+/* The column matrix of (block, group), or the input itself for a pointwise
+ * convolution within one image; `cached` skips an im2col this thread just did. */
 static const T *SFX(columns)(const fnn_conv_shape *s, const SFX(conv_dims) *d, const T *x,
-                             int64_t n, int64_t blk, int64_t g, T *cols, int64_t *cached,
-                             int64_t *ldb) {
-    int64_t p0, p1;
-    block_range(&d->b, blk, &p0, &p1);
-    const T *xg = x + (n * s->in_channels + g * d->Cg) * d->HW;
+                             int64_t blk, int64_t g, T *cols, int64_t *cached, int64_t *ldb) {
+    int64_t q0, q1;
+    block_range(&d->b, blk, &q0, &q1);
     if (d->pointwise) {
-        *ldb = d->L;
-        return xg + p0;
+        T *view = SFX(block_view)(d, q0, q1, (T *)x, s->in_channels, g * d->Cg, ldb);
+        if (view) return view;
     }
-    int64_t key = (n * d->b.blocks + blk) * d->G + g;
-    if (*cached != key) {
-        SFX(fnn_im2col_block)(s, xg, d->Cg, p0, p1, cols, p1 - p0);
-        *cached = key;
+    if (*cached != blk * d->G + g) {
+        FOR_EACH_SEGMENT(&d->b, q0, q1, seg)
+            SFX(fnn_im2col_block)(s, x + (seg.n * s->in_channels + g * d->Cg) * d->HW, d->Cg,
+                                  seg.p0, seg.p1, cols + seg.at, q1 - q0);
+        *cached = blk * d->G + g;
     }
-    *ldb = p1 - p0;
+    *ldb = q1 - q0;
     return cols;
 }
 
 int SFX(fnn_conv2d_forward)(const fnn_conv_shape *s, const T *x, const T *w, const T *bias,
                             T *y) {
     const SFX(conv_dims) d = SFX(conv_dims_of)(s);
-    const int64_t chunks = plan_chunks(s->batch * d.b.blocks, d.Mg, FNN_MIN_CHUNK_ROWS);
-    const int64_t items = s->batch * d.b.blocks * chunks;
-    T *ws = d.pointwise ? NULL : SFX(alloc_workspace)(&d);
-    if (!d.pointwise && !ws) return FNN_ENOMEM;
+    const int64_t chunks = plan_chunks(d.b.blocks, d.Mg, FNN_MIN_CHUNK_ROWS);
+    T *ws = SFX(alloc_workspace)(&d);
+    if (!ws) return FNN_ENOMEM;
 
 #pragma omp parallel
     {
-        T *cols = ws ? ws + omp_get_thread_num() * d.ws_per_thread : NULL;
+        T *cols = ws + omp_get_thread_num() * d.ws_per_thread, *rows = cols + d.Kg * d.P;
         int64_t cached = -1;
 #pragma omp for schedule(static)
-        for (int64_t it = 0; it < items; it++) {
-            int64_t j = it % chunks, blk = it / chunks % d.b.blocks, n = it / chunks / d.b.blocks;
-            int64_t p0, p1, m0, m1, ldb;
-            block_range(&d.b, blk, &p0, &p1);
-            chunk_range(d.Mg, chunks, j, &m0, &m1);
+        for (int64_t it = 0; it < d.b.blocks * chunks; it++) {
+            int64_t blk = it / chunks, q0, q1, m0, m1, ldb, ldo;
+            block_range(&d.b, blk, &q0, &q1);
+            chunk_range(d.Mg, chunks, it % chunks, &m0, &m1);
             for (int64_t g = 0; g < d.G; g++) {
-                const T *B = SFX(columns)(s, &d, x, n, blk, g, cols, &cached, &ldb);
+                const T *B = SFX(columns)(s, &d, x, blk, g, cols, &cached, &ldb);
                 int64_t m = g * d.Mg + m0;
-                T *yb = y + (n * s->out_channels + m) * d.L + p0;
-                GEMM(0, 0, m1 - m0, p1 - p0, d.Kg, 1, w + m * d.Kg, d.Kg, B, ldb, 0, yb, d.L);
+                T *out = SFX(block_view)(&d, q0, q1, y, s->out_channels, m, &ldo);
+                if (!out) {
+                    out = rows;
+                    ldo = q1 - q0;
+                }
+                GEMM(0, 0, m1 - m0, q1 - q0, d.Kg, 1, w + m * d.Kg, d.Kg, B, ldb, 0, out, ldo);
                 if (bias)
                     for (int64_t r = 0; r < m1 - m0; r++)
-                        VEC(add_scalar)(p1 - p0, bias[m + r], yb + r * d.L);
+                        VEC(add_scalar)(q1 - q0, bias[m + r], out + r * ldo);
+                if (out == rows) SFX(block_copy)(&d, q0, q1, y, s->out_channels, m, m1 - m0, rows, 0);
             }
         }
     }
@@ -182,57 +234,71 @@ int SFX(fnn_conv2d_forward)(const fnn_conv_shape *s, const T *x, const T *w, con
     return FNN_OK;
 }
 
-/* dw (M, Kg) += dy (M, L) @ cols^T over every (image, block) of part p. */
+/* dy rows [m, m + rows) over a block, as a matrix (a view, or gathered into `buf`). */
+static const T *SFX(dy_rows)(const SFX(conv_dims) *d, const fnn_conv_shape *s, const T *dy,
+                             int64_t q0, int64_t q1, int64_t m, int64_t rows, T *buf,
+                             int64_t *ld) {
+    T *view = SFX(block_view)(d, q0, q1, (T *)dy, s->out_channels, m, ld);
+    if (view) return view;
+    SFX(block_copy)(d, q0, q1, (T *)dy, s->out_channels, m, rows, buf, 1);
+    *ld = q1 - q0;
+    return buf;
+}
+
+/* dw rows [m0, m1) of every group = sum over blocks [blk0, blk1) of dy @ cols^T. */
 static void SFX(weight_grad_part)(const fnn_conv_shape *s, const SFX(conv_dims) *d,
-                                  const T *dy, const T *x, int64_t item0, int64_t item1,
-                                  int64_t m0, int64_t m1, T *dw, T *cols, int64_t *cached) {
+                                  const T *dy, const T *x, int64_t blk0, int64_t blk1,
+                                  int64_t m0, int64_t m1, T *dw, T *cols, T *rows,
+                                  int64_t *cached) {
     for (int64_t g = 0; g < d->G; g++) {
         int64_t m = g * d->Mg + m0;
         T *dwg = dw + m * d->Kg;
         memset(dwg, 0, (size_t)((m1 - m0) * d->Kg) * sizeof(T));
-        for (int64_t it = item0; it < item1; it++) {
-            int64_t n = it / d->b.blocks, blk = it % d->b.blocks, p0, p1, ldb;
-            block_range(&d->b, blk, &p0, &p1);
-            const T *B = SFX(columns)(s, d, x, n, blk, g, cols, cached, &ldb);
-            GEMM(0, 1, m1 - m0, d->Kg, p1 - p0, 1, dy + (n * s->out_channels + m) * d->L + p0,
-                 d->L, B, ldb, 1, dwg, d->Kg);
+        for (int64_t blk = blk0; blk < blk1; blk++) {
+            int64_t q0, q1, ldb, lda;
+            block_range(&d->b, blk, &q0, &q1);
+            const T *B = SFX(columns)(s, d, x, blk, g, cols, cached, &ldb);
+            const T *A = SFX(dy_rows)(d, s, dy, q0, q1, m, m1 - m0, rows, &lda);
+            GEMM(0, 1, m1 - m0, d->Kg, q1 - q0, 1, A, lda, B, ldb, 1, dwg, d->Kg);
         }
     }
 }
 
-/* dx[n, channels c0..c1 of group g] += col2im(W^T @ dy) over one block. */
+/* dx (channels c0..c1 of each group) += col2im(W^T @ dy) over one block. */
 static void SFX(input_grad_block)(const fnn_conv_shape *s, const SFX(conv_dims) *d,
-                                  const T *dy, const T *w, int64_t n, int64_t blk, int64_t c0,
-                                  int64_t c1, T *dx, T *cols) {
-    int64_t p0, p1;
-    block_range(&d->b, blk, &p0, &p1);
+                                  const T *dy, const T *w, int64_t blk, int64_t c0, int64_t c1,
+                                  T *dx, T *cols, T *rows) {
+    int64_t q0, q1, lda, ldc;
+    block_range(&d->b, blk, &q0, &q1);
     for (int64_t g = 0; g < d->G; g++) {
         const T *wg = w + g * d->Mg * d->Kg + c0 * d->kk;
-        const T *dyb = dy + (n * s->out_channels + g * d->Mg) * d->L + p0;
-        T *dxg = dx + (n * s->in_channels + g * d->Cg + c0) * d->HW;
-        int64_t rows = (c1 - c0) * d->kk;
-        if (d->pointwise) {
-            GEMM(1, 0, rows, p1 - p0, d->Mg, 1, wg, d->Kg, dyb, d->L, 0, dxg + p0, d->HW);
-        } else {
-            GEMM(1, 0, rows, p1 - p0, d->Mg, 1, wg, d->Kg, dyb, d->L, 0, cols, p1 - p0);
-            SFX(fnn_col2im_block_add)(s, cols, c1 - c0, p0, p1, p1 - p0, dxg);
+        const T *A = SFX(dy_rows)(d, s, dy, q0, q1, g * d->Mg, d->Mg, rows, &lda);
+        int64_t k = (c1 - c0) * d->kk;
+        T *out = d->pointwise ? SFX(block_view)(d, q0, q1, dx, s->in_channels, g * d->Cg + c0, &ldc)
+                              : NULL;
+        if (out) {
+            GEMM(1, 0, k, q1 - q0, d->Mg, 1, wg, d->Kg, A, lda, 0, out, ldc);
+            continue;
         }
+        GEMM(1, 0, k, q1 - q0, d->Mg, 1, wg, d->Kg, A, lda, 0, cols, q1 - q0);
+        FOR_EACH_SEGMENT(&d->b, q0, q1, seg)
+            SFX(fnn_col2im_block_add)(s, cols + seg.at, c1 - c0, seg.p0, seg.p1, q1 - q0,
+                                      dx + (seg.n * s->in_channels + g * d->Cg + c0) * d->HW);
     }
 }
 
 int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, const T *w,
                              T *dx, T *dw, T *db) {
     const SFX(conv_dims) d = SFX(conv_dims_of)(s);
-    const int64_t nb = s->batch * d.b.blocks;
-    const int64_t w_size = s->out_channels * d.Kg;
-    /* weight gradient: a fixed number of parts of the (image, block) items */
-    int64_t parts = min64(nb, FNN_DW_PARTS);
-    parts = max64(1, min64(parts, FNN_DW_PARTS_BYTES / (w_size * (int64_t)sizeof(T))));
+    const int64_t nb = d.b.blocks, w_size = s->out_channels * d.Kg;
+    /* weight gradient: a fixed number of parts of the blocks, each summed alone */
+    const int64_t parts = max64(1, min64(min64(nb, FNN_DW_PARTS),
+                                         FNN_DW_PARTS_BYTES / (w_size * (int64_t)sizeof(T))));
     const int64_t w_chunks = plan_chunks(parts, d.Mg, FNN_MIN_CHUNK_ROWS);
-    const int64_t x_chunks = plan_chunks(nb, d.Cg, (FNN_MIN_CHUNK_ROWS + d.kk - 1) / d.kk);
-    T *ws = d.pointwise ? NULL : SFX(alloc_workspace)(&d);
+    const int64_t x_chunks = plan_chunks(nb, d.Cg, ceil_div(FNN_MIN_CHUNK_ROWS, d.kk));
+    T *ws = SFX(alloc_workspace)(&d);
     T *partial = (dw && parts > 1) ? (T *)malloc((size_t)((parts - 1) * w_size) * sizeof(T)) : NULL;
-    if ((!d.pointwise && !ws) || (dw && parts > 1 && !partial)) {
+    if (!ws || (dw && parts > 1 && !partial)) {
         free(ws);
         free(partial);
         return FNN_ENOMEM;
@@ -240,7 +306,7 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
 
 #pragma omp parallel
     {
-        T *cols = ws ? ws + omp_get_thread_num() * d.ws_per_thread : NULL;
+        T *cols = ws + omp_get_thread_num() * d.ws_per_thread, *rows = cols + d.Kg * d.P;
         int64_t cached = -1;
         if (db) {
 #pragma omp for schedule(static) nowait
@@ -257,28 +323,26 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
                 int64_t p = u / w_chunks, m0, m1;
                 chunk_range(d.Mg, w_chunks, u % w_chunks, &m0, &m1);
                 SFX(weight_grad_part)(s, &d, dy, x, nb * p / parts, nb * (p + 1) / parts, m0, m1,
-                                      p == 0 ? dw : partial + (p - 1) * w_size, cols, &cached);
+                                      p == 0 ? dw : partial + (p - 1) * w_size, cols, rows,
+                                      &cached);
             }
 #pragma omp for schedule(static)
             for (int64_t e = 0; e < w_size; e++)
                 for (int64_t p = 1; p < parts; p++) dw[e] += partial[(p - 1) * w_size + e];
         }
         if (dx) {
-            if (!d.pointwise) {
 #pragma omp for schedule(static)
-                for (int64_t n = 0; n < s->batch; n++)
-                    memset(dx + n * s->in_channels * d.HW, 0,
-                           (size_t)(s->in_channels * d.HW) * sizeof(T));
-            }
+            for (int64_t n = 0; n < s->batch; n++)
+                memset(dx + n * s->in_channels * d.HW, 0,
+                       (size_t)(s->in_channels * d.HW) * sizeof(T));
             for (int64_t phase = 0; phase < 2; phase++) {
-                int64_t per_image = (d.b.blocks + 1 - phase) / 2;
+                int64_t count = (nb + 1 - phase) / 2;
 #pragma omp for schedule(static)
-                for (int64_t it = 0; it < s->batch * per_image * x_chunks; it++) {
-                    int64_t j = it % x_chunks, i = it / x_chunks;
+                for (int64_t it = 0; it < count * x_chunks; it++) {
                     int64_t c0, c1;
-                    chunk_range(d.Cg, x_chunks, j, &c0, &c1);
-                    SFX(input_grad_block)(s, &d, dy, w, i / per_image, 2 * (i % per_image) + phase,
-                                          c0, c1, dx, cols);
+                    chunk_range(d.Cg, x_chunks, it % x_chunks, &c0, &c1);
+                    SFX(input_grad_block)(s, &d, dy, w, 2 * (it / x_chunks) + phase, c0, c1, dx,
+                                          cols, rows);
                 }
             }
         }

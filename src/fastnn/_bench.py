@@ -1,0 +1,560 @@
+"""Measuring speed on a small, shared, noisy machine (DESIGN.md section 6).
+
+Used by ``bench/report.py`` and ``python -m fastnn``, and by the pytest-benchmark
+suite for what it times. It ships in the package, so it needs neither pytest nor
+torch: torch is imported inside functions, only when a torch contender is asked
+for and torch is installed.
+
+The rules it follows, each learnt on 2-vCPU shared machines:
+
+- Contenders are timed interleaved, round by round, in one process (with the
+  order rotated every round), and ratios come from that one run, never from
+  absolute times of different runs.
+- Idle worker threads spin after a call and steal the next contender's core:
+  NumPy's OpenBLAS for 2**28 cycles unless ``OPENBLAS_THREAD_TIMEOUT`` was set
+  before NumPy loaded (see `BLAS_ENVIRONMENT`), OpenMP (fastnn's and PyTorch's,
+  both libgomp) for a few ms. So every sample is preceded by a short pause
+  (`PAUSE_S`), and a contender that leaves spinning workers behind asks for a
+  longer one (`Contender.settle`).
+- Another tenant sometimes takes a whole core. A quick float32 GEMM on all
+  cores (`Probe`) runs before every sample; a sample is clean when the probes
+  just before and just after it reach `CLEAN_FRACTION` of the best probe of the
+  run. Dirty samples are dropped, counted and retaken.
+"""
+from __future__ import annotations
+
+import gc
+import math
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+import fastnn
+from fastnn import _kernels
+from fastnn._cases import ConvCase
+from fastnn._validate import ConvGeometry, conv_geometry
+
+__all__ = [
+    "BLAS_ENVIRONMENT", "PAUSE_S", "CLEAN_FRACTION", "MODES", "Contender", "Timing", "Probe",
+    "measure", "usable_cores", "set_threads", "torch_available", "geometry", "grad_output",
+    "conv_call", "gemm_yardstick", "check_case", "format_table", "Progress",
+]
+
+# Environment to set before NumPy is imported (bench/report.py does, at its top).
+# OpenBLAS workers spin 2**n cycles before sleeping: 2**20 (~0.4 ms) keeps them
+# warm between the back-to-back BLAS calls inside one reference call, yet asleep
+# well before the next sample. OpenMP's own spinning is left at its default: it
+# is what users get, and `PAUSE_S` already outlasts it.
+BLAS_ENVIRONMENT = {"OPENBLAS_THREAD_TIMEOUT": "20"}
+
+# Pause before every sample and probe: outlasts libgomp's default spin (~5-10 ms).
+PAUSE_S = 0.015
+# A probe below this fraction of the best one means another tenant holds a core.
+CLEAN_FRACTION = 0.85
+# A slow CPU clock bounds how long OpenBLAS workers may keep spinning.
+_MIN_CLOCK_HZ = 2.0e9
+# "fwd": forward only; "fwdbwd": forward then the backward of all three gradients.
+MODES = ("fwd", "fwdbwd")
+
+# Numbers fastnn and the reference must agree to, relative to the result's scale:
+# |a - e| <= rtol*|e| + atol*max(1, max|e|). The same table as tests/conftest.py,
+# which explains the values (the package cannot import the tests).
+TOLERANCES = {
+    np.dtype(np.float32): {"rtol": 1e-4, "atol": 3e-5},
+    np.dtype(np.float64): {"rtol": 1e-10, "atol": 1e-11},
+}
+
+
+# --------------------------------------------------------------------------- threads
+
+
+def usable_cores() -> int:
+    """The number of cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def torch_available() -> bool:
+    """Whether PyTorch can be imported (it is optional everywhere)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _NumpyBlas:
+    """The thread count of NumPy's BLAS, through threadpoolctl when it is installed.
+
+    Only NumPy's own library is touched: fastnn's bundled OpenBLAS must stay
+    pinned to one thread (DESIGN.md section 2), and threadpoolctl sees both.
+    """
+
+    def __init__(self) -> None:
+        self._libs: Optional[list] = None
+
+    def _controllers(self) -> list:
+        if self._libs is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+            except ImportError:
+                self._libs = []
+                return self._libs
+            numpy_dir = os.path.dirname(os.path.abspath(np.__file__))
+            self._libs = [lib for lib in ThreadpoolController().lib_controllers
+                          if lib.user_api == "blas" and
+                          # numpy/ itself or the wheel's numpy.libs/
+                          os.path.abspath(lib.filepath).startswith(numpy_dir)]
+        return self._libs
+
+    def set(self, n: int) -> None:
+        for lib in self._controllers():
+            lib.set_num_threads(n)
+
+
+_numpy_blas = _NumpyBlas()
+
+
+def set_threads(n: int) -> None:
+    """Give fastnn, PyTorch (if loaded) and NumPy's BLAS `n` threads each.
+
+    All three are set together so that every contender of a comparison runs
+    with the same number of threads.
+    """
+    fastnn.set_num_threads(n)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
+    _numpy_blas.set(n)
+
+
+def _numpy_settle() -> float:
+    """How long NumPy's OpenBLAS workers may spin after a call, in seconds."""
+    try:
+        exponent = int(os.environ.get("OPENBLAS_THREAD_TIMEOUT", "28"))
+    except ValueError:
+        exponent = 28
+    # OpenBLAS clamps the setting to [4, 30]; it only counts if set before NumPy
+    # loaded, which callers that set it (bench/report.py) do.
+    exponent = min(max(exponent, 4), 30)
+    return max(PAUSE_S, 2.0 ** exponent / _MIN_CLOCK_HZ)
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Contender:
+    """One thing to time.
+
+    Attributes
+    ----------
+    name : str
+        Unique within one `measure` call.
+    call : callable
+        One call of the work; its result is discarded.
+    before : callable, optional
+        Run (untimed) before each sample, e.g. to set thread counts.
+    warmup : bool
+        Make one untimed call first and use it to choose how many calls make
+        a sample. Without it, a sample is a single call.
+    max_time : float
+        Stop sampling once this many seconds went into samples (at least one
+        sample is always taken): for slow contenders whose ratio is informational.
+    settle : float
+        Pause after a sample of this contender, before anything else runs,
+        for worker threads it leaves spinning (at least `PAUSE_S`).
+    """
+
+    name: str
+    call: Callable[[], object]
+    before: Optional[Callable[[], None]] = None
+    warmup: bool = True
+    max_time: float = math.inf
+    settle: float = PAUSE_S
+
+
+@dataclass
+class Timing:
+    """The samples of one contender, in seconds per call."""
+
+    name: str
+    clean: List[float] = field(default_factory=list)
+    dirty: List[float] = field(default_factory=list)
+    number: int = 1
+
+    @property
+    def dropped(self) -> int:
+        return len(self.dirty)
+
+    @property
+    def trusted(self) -> bool:
+        """False when no sample was clean, so the value comes from dirty ones."""
+        return bool(self.clean)
+
+    def value(self, stat: str = "median") -> float:
+        """The median or the best (smallest) clean sample; dirty ones if none is clean."""
+        samples = self.clean or self.dirty
+        if not samples:
+            return math.nan
+        return min(samples) if stat == "best" else statistics.median(samples)
+
+
+class Probe:
+    """A fixed batch of float32 GEMMs on all cores: its rate shows whether we have them.
+
+    With 2 threads on 2 cores, a tenant holding one core slows the probe by far
+    more than 15%, while the run-to-run spread of a quiet machine stays within it.
+
+    Parameters
+    ----------
+    threads : int, optional
+        Threads of the probe; default all usable cores (a tenant on any core
+        must show).
+    size, batch : int
+        The probe computes `batch` products of `size` x `size` matrices (about
+        1.5 ms with 2 threads at 2.6 GHz).
+    """
+
+    def __init__(self, threads: Optional[int] = None, size: int = 256, batch: int = 8) -> None:
+        self.threads = threads or usable_cores()
+        rng = np.random.default_rng(1)
+        self._a = rng.standard_normal((size, size), dtype=np.float32)
+        self._b = rng.standard_normal((batch, size, size), dtype=np.float32)
+        self._c = np.empty_like(self._b)
+        self._flops = 2.0 * batch * size ** 3
+        self.best = 0.0
+
+    def __call__(self, repeats: int = 3) -> float:
+        """The best rate of `repeats` runs in GFLOP/s (after `PAUSE_S`); updates `best`."""
+        before = fastnn.get_num_threads()
+        fastnn.set_num_threads(self.threads)
+        time.sleep(PAUSE_S)
+        fastest = math.inf
+        try:
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                _kernels.gemm_batch(self._a, self._b, self._c)
+                fastest = min(fastest, time.perf_counter() - t0)
+        finally:
+            fastnn.set_num_threads(before)
+        rate = self._flops / fastest / 1e9
+        self.best = max(self.best, rate)
+        return rate
+
+    def is_clean(self, rate: float) -> bool:
+        return rate >= CLEAN_FRACTION * self.best
+
+    def calibrate(self, probes: int = 5) -> float:
+        """A few probes to learn the quiet machine's rate; returns the best."""
+        for _ in range(probes):
+            self()
+        return self.best
+
+    def wait_quiet(self, max_wait: float) -> float:
+        """Probe until the machine looks quiet or `max_wait` seconds passed; the last rate."""
+        deadline = time.perf_counter() + max_wait
+        rate = self()
+        while not self.is_clean(rate) and time.perf_counter() < deadline:
+            time.sleep(0.05)
+            rate = self()
+        return rate
+
+
+def _calibrate(contender: Contender, target: float) -> int:
+    """Calls per sample: one warm-up call, timed, says how many fill `target` seconds."""
+    if not contender.warmup:
+        return 1
+    if contender.before is not None:
+        contender.before()
+    t0 = time.perf_counter()
+    contender.call()
+    elapsed = time.perf_counter() - t0
+    return max(1, min(10_000, round(target / max(elapsed, 1e-9))))
+
+
+def _sample(contender: Contender, number: int) -> float:
+    """Seconds per call over `number` back-to-back calls, garbage collector off (as timeit)."""
+    if contender.before is not None:
+        contender.before()
+    time.sleep(PAUSE_S)
+    call = contender.call
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        for _ in range(number):
+            call()
+        elapsed = time.perf_counter() - t0
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    time.sleep(max(0.0, contender.settle - PAUSE_S))
+    return elapsed / number
+
+
+def measure(contenders: Sequence[Contender], rounds: int = 7, probe: Optional[Probe] = None,
+            target: float = 0.05, min_clean: int = 3, max_extra_rounds: int = 6,
+            max_wait: float = 2.0) -> Dict[str, Timing]:
+    """Time the contenders interleaved: one sample of each per round.
+
+    Parameters
+    ----------
+    contenders : sequence of Contender
+    rounds : int
+        Samples wanted of each contender (fewer for one whose `max_time` runs out).
+    probe : Probe, optional
+        Without it every sample counts as clean.
+    target : float
+        Seconds one sample should last (many calls of a fast contender).
+    min_clean : int
+        Extra rounds are run, up to `max_extra_rounds`, for contenders that have
+        fewer clean samples than this (or than they could have had).
+    max_wait : float
+        Longest wait, in seconds, for a quiet machine before each sample.
+
+    Returns
+    -------
+    dict
+        Contender name -> Timing.
+    """
+    numbers = {c.name: _calibrate(c, target) for c in contenders}
+    timings = {c.name: Timing(c.name, number=numbers[c.name]) for c in contenders}
+    spent = {c.name: 0.0 for c in contenders}
+    # (contender, seconds per call, probe before, probe after): judged at the end,
+    # against the best probe of the whole run
+    taken: List[Tuple[str, float, float, float]] = []
+
+    def wanted(c: Contender, extra: bool) -> bool:
+        if taken and spent[c.name] >= c.max_time:
+            return False
+        if not extra:
+            return True
+        clean = sum(1 for name, _, p0, p1 in taken if name == c.name
+                    and probe.is_clean(p0) and probe.is_clean(p1))
+        return clean < min_clean
+
+    rate = probe.wait_quiet(max_wait) if probe else math.inf
+    for r in range(rounds + (max_extra_rounds if probe else 0)):
+        extra = r >= rounds
+        active = [c for c in contenders if wanted(c, extra)]
+        if not active:
+            break
+        shift = r % len(active)  # rotate, so no contender always follows the same one
+        for c in active[shift:] + active[:shift]:
+            seconds = _sample(c, numbers[c.name])
+            spent[c.name] += seconds * numbers[c.name]
+            after = probe.wait_quiet(max_wait) if probe else math.inf
+            taken.append((c.name, seconds, rate, after))
+            rate = after
+    for name, seconds, p0, p1 in taken:
+        clean = probe is None or (probe.is_clean(p0) and probe.is_clean(p1))
+        (timings[name].clean if clean else timings[name].dirty).append(seconds)
+    return timings
+
+
+# --------------------------------------------------------------------------- convolution cases
+
+
+def geometry(case: ConvCase) -> ConvGeometry:
+    """The case's convolution geometry (its output size, GEMM sizes, ...)."""
+    o = case.options
+    return conv_geometry(case.x_shape, case.w_shape, o.get("stride", 1), o.get("padding", 0),
+                         o.get("dilation", 1), o.get("groups", 1), case.dims)
+
+
+def grad_output(case: ConvCase, seed: int = 1) -> np.ndarray:
+    """A random upstream gradient of the case's output shape, in its dtype."""
+    shape = geometry(case).output_shape_nd(case.dims)
+    return np.random.default_rng(seed).standard_normal(shape).astype(case.dtype)
+
+
+def _numpy_call(module, case: ConvCase, mode: str, x, w, b, g) -> Callable[[], object]:
+    forward = module.conv2d if case.dims == 2 else module.conv1d
+    backward = module.conv2d_backward if case.dims == 2 else module.conv1d_backward
+    opts = case.options
+    if mode == "fwd":
+        return lambda: forward(x, w, b, **opts)
+
+    def fwdbwd():
+        y = forward(x, w, b, **opts)
+        return (y,) + tuple(backward(g, x, w, **opts))
+    return fwdbwd
+
+
+def _torch_call(case: ConvCase, mode: str, x, w, b, g) -> Callable[[], object]:
+    import torch
+    import torch.nn.functional as F
+
+    conv = F.conv2d if case.dims == 2 else F.conv1d
+    opts = case.options
+    xt, wt, bt, gt = (torch.from_numpy(a) for a in (x, w, b, g))
+    if mode == "fwd":
+        def forward():
+            with torch.no_grad():
+                return conv(xt, wt, bt, **opts)
+        return forward
+    leaves = [t.detach().requires_grad_(True) for t in (xt, wt, bt)]
+
+    def fwdbwd():
+        # fresh gradients each call, as fastnn allocates its results
+        for t in leaves:
+            t.grad = None
+        y = conv(*leaves, **opts)
+        y.backward(gt)
+        return (y.detach(),) + tuple(t.grad for t in leaves)
+    return fwdbwd
+
+
+def conv_call(case: ConvCase, impl: str, mode: str,
+              arrays: Optional[Tuple[np.ndarray, ...]] = None) -> Callable[[], object]:
+    """One call of the case on an implementation, ready to time.
+
+    Parameters
+    ----------
+    case : ConvCase
+    impl : {'fastnn', 'reference', 'torch'}
+    mode : {'fwd', 'fwdbwd'}
+        'fwdbwd' runs the forward and then the backward (input, weight and bias
+        gradients); with torch, autograd does the backward.
+    arrays : tuple, optional
+        (x, weight, bias, grad_output); default `case.arrays()` and `grad_output(case)`.
+
+    Returns
+    -------
+    callable
+        Returns the output (fwd) or (output, grad_input, grad_weight, grad_bias),
+        as NumPy arrays or, for torch, tensors.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    x, w, b, g = arrays if arrays is not None else case.arrays() + (grad_output(case),)
+    if impl == "fastnn":
+        return _numpy_call(fastnn, case, mode, x, w, b, g)
+    if impl == "reference":
+        import fastnn.reference
+
+        return _numpy_call(fastnn.reference, case, mode, x, w, b, g)
+    if impl == "torch":
+        return _torch_call(case, mode, x, w, b, g)
+    raise ValueError(f"impl must be 'fastnn', 'reference' or 'torch', got {impl!r}")
+
+
+def reference_settle() -> float:
+    """`Contender.settle` for the NumPy reference (its BLAS workers may spin on)."""
+    return _numpy_settle()
+
+
+def gemm_yardstick(case: ConvCase) -> Tuple[Callable[[], object], float]:
+    """The plain GEMM of the case's sizes, and its flops (equal to ``case.flops()``).
+
+    ``gemm_batch`` computes c[i] = a @ b[i] for i < N*groups with
+    M = C_out/groups, K = C_in/groups*kH*kW and N = out_h*out_w, with the same
+    BLAS and OpenMP split as the convolution, but with no im2col: how fast the
+    convolution could be if building its columns cost nothing.
+    """
+    geo = geometry(case)
+    m = geo.out_channels // geo.groups
+    k = geo.in_channels // geo.groups * geo.kernel_h * geo.kernel_w
+    n = geo.out_h * geo.out_w
+    batch = geo.batch * geo.groups
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((m, k)).astype(case.dtype)
+    bmat = rng.standard_normal((batch, k, n)).astype(case.dtype)
+    c = np.empty((batch, m, n), dtype=case.dtype)
+    return (lambda: _kernels.gemm_batch(a, bmat, c)), 2.0 * m * n * k * batch
+
+
+def _max_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    """The largest |a - e| / (rtol*|e| + atol*scale): at most 1 when they agree."""
+    tol = TOLERANCES[np.dtype(expected.dtype)]
+    scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
+    bound = tol["rtol"] * np.abs(expected) + tol["atol"] * scale
+    return float(np.max(np.abs(np.asarray(actual) - expected) / bound, initial=0.0))
+
+
+def check_case(case: ConvCase) -> Dict[str, float]:
+    """Compare fastnn with the reference on one case, forward and backward.
+
+    Returns
+    -------
+    dict
+        For 'output', 'grad_input', 'grad_weight', 'grad_bias': the largest error
+        as a fraction of the allowed one (they agree when every value is <= 1).
+    """
+    arrays = case.arrays() + (grad_output(case),)
+    got = conv_call(case, "fastnn", "fwdbwd", arrays)()
+    want = conv_call(case, "reference", "fwdbwd", arrays)()
+    names = ("output", "grad_input", "grad_weight", "grad_bias")
+    errors = {}
+    for name, a, e in zip(names, got, want):
+        if a.shape != e.shape or a.dtype != e.dtype:
+            errors[name] = math.inf
+        else:
+            errors[name] = _max_error(a, e)
+    return errors
+
+
+# --------------------------------------------------------------------------- output
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]],
+                 align: Optional[str] = None) -> str:
+    """A plain-text table; `align` has one 'l' or 'r' per column (default: first left)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    widths = [max(len(str(cell)) for cell in col) for col in zip(header, *rows)]
+
+    def line(cells):
+        return "  ".join(str(c).ljust(wd) if a == "l" else str(c).rjust(wd)
+                         for c, wd, a in zip(cells, widths, align)).rstrip()
+    rule = "  ".join("-" * wd for wd in widths)
+    return "\n".join([line(header), rule] + [line(r) for r in rows])
+
+
+def fmt_ms(seconds: float) -> str:
+    """Milliseconds with three significant digits or so."""
+    if math.isnan(seconds):
+        return "-"
+    ms = seconds * 1e3
+    return f"{ms:.3f}" if ms < 1 else f"{ms:.2f}" if ms < 100 else f"{ms:.0f}"
+
+
+def fmt_ratio(ratio: float) -> str:
+    if math.isnan(ratio) or math.isinf(ratio):
+        return "-"
+    return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:.1f}x"
+
+
+class Progress:
+    """A one-line progress indicator on stderr ("[3/10] measuring ... ").
+
+    On a terminal the line is rewritten in place and erased at the end; into a
+    file or pipe each step is one line.
+    """
+
+    def __init__(self, total: int, stream=None) -> None:
+        self.total = total
+        self.count = 0
+        self.stream = stream if stream is not None else sys.stderr
+        self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def step(self, message: str) -> None:
+        self.count += 1
+        text = f"[{self.count}/{self.total}] {message}"
+        if self._tty:
+            self.stream.write("\r\x1b[K" + text)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self._tty:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()

@@ -1,0 +1,134 @@
+"""Shared harness of the convolution tests: tolerances, fixtures, C-path-vs-reference checks.
+
+Every comparison of two computed results goes through `assert_close`, with the one tolerance
+table below (DESIGN.md section 4: one table per dtype, one shared harness).
+"""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+import fastnn
+
+# Tolerances, relative to the scale of the expected result.
+#
+# A convolution output is a sum of K = C_in/groups*kH*kW terms (a weight gradient sums
+# N*out_h*out_w terms, up to 10^4 here) computed in a different order by the C
+# path (OpenBLAS blocked GEMM, cache-sized blocks of positions, fixed partial sums) and by
+# the NumPy reference. With unit-variance data the rounding error of such a sum grows like
+# sqrt(K) * eps * (size of the terms), while an element of the result may be close to zero
+# through cancellation, so a purely element-wise relative test is meaningless for those
+# elements. The check is therefore
+#     |actual - expected| <= rtol * |expected| + atol * max(1, max|expected|)
+# float32: eps = 6e-8; sqrt(10^4) * eps ~ 6e-6 for the longest sums here (weight gradients
+#          over 10^4 positions); the largest error measured over this suite is ~3e-7 of the
+#          scale, so atol = 1e-5 keeps a wide margin for other BLAS kernels, while one missing
+#          or doubled term (about scale / sqrt(K), >= 1e-2 of the scale) fails by far.
+# float64: eps = 1.1e-16; the largest error measured is ~2e-15 of the scale: atol = 1e-12.
+TOLERANCES = {
+    np.dtype(np.float32): {"rtol": 2e-5, "atol": 1e-5},
+    np.dtype(np.float64): {"rtol": 1e-11, "atol": 1e-12},
+}
+DTYPES = [np.float32, np.float64]
+DTYPE_IDS = ["f32", "f64"]
+
+
+def assert_close(actual, expected, dtype=None, what="result", scale=None):
+    """`actual` equals `expected` up to the dtype's tolerance; same shape and dtype.
+
+    NaN must be NaN in both at the same positions. `scale` (default: max |expected|,
+    NaN ignored) sets the absolute part of the tolerance.
+    """
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    dtype = np.dtype(dtype if dtype is not None else expected.dtype)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    assert actual.dtype == dtype, f"{what}: dtype {actual.dtype}, expected {dtype}"
+    tol = TOLERANCES[dtype]
+    if scale is None:
+        finite = np.abs(expected[np.isfinite(expected)])
+        scale = finite.max() if finite.size else 1.0
+    np.testing.assert_allclose(actual, expected, rtol=tol["rtol"],
+                               atol=tol["atol"] * max(1.0, float(scale)), equal_nan=True,
+                               err_msg=what)
+
+
+@pytest.fixture(params=DTYPES, ids=DTYPE_IDS)
+def dtype(request):
+    """Both float dtypes the library supports."""
+    return request.param
+
+
+@pytest.fixture
+def rng(request):
+    """A generator seeded from the test's id: reproducible, different for every test."""
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture(scope="session")
+def ref():
+    """The NumPy reference, `fastnn.reference`."""
+    import fastnn.reference
+
+    return fastnn.reference
+
+
+@pytest.fixture
+def restore_threads():
+    """Put the thread count back after a test that changes it."""
+    before = fastnn.get_num_threads()
+    yield before
+    fastnn.set_num_threads(before)
+
+
+def conv_arrays(rng, x_shape, w_shape, dtype, bias=True):
+    """Random (x, weight, bias) of a convolution, weights scaled by 1/sqrt(fan_in) so
+    outputs are of order 1 (bias is None when not asked for)."""
+    x = rng.standard_normal(x_shape).astype(dtype)
+    fan_in = int(np.prod(w_shape[1:]))
+    w = (rng.standard_normal(w_shape) / np.sqrt(fan_in)).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype) if bias else None
+    return x, w, b
+
+
+def conv_funcs(module, dims):
+    """(forward, backward) of `module` (fastnn or fastnn.reference) for 1-d or 2-d."""
+    if dims == 1:
+        return module.conv1d, module.conv1d_backward
+    return module.conv2d, module.conv2d_backward
+
+
+def check_conv_against_reference(ref, rng, x, w, b, backward=True, **options):
+    """Run forward (and backward with a random grad_output) on the C path and on the
+    reference; assert they agree. Returns (y, (gx, gw, gb)) of the C path."""
+    dims = x.ndim - 2
+    fwd, bwd = conv_funcs(fastnn, dims)
+    rfwd, rbwd = conv_funcs(ref, dims)
+    y = fwd(x, w, b, **options)
+    y_ref = rfwd(x, w, b, **options)
+    assert_close(y, y_ref, x.dtype, what="forward")
+    if not backward:
+        return y, None
+    g = rng.standard_normal(y.shape).astype(x.dtype)
+    grads = bwd(g, x, w, **options)
+    grads_ref = rbwd(g, x, w, **options)
+    for name, got, want in zip(("grad_input", "grad_weight", "grad_bias"), grads, grads_ref):
+        assert_close(got, want, x.dtype, what=name)
+    assert grads[0].shape == x.shape and grads[1].shape == w.shape
+    assert grads[2].shape == (w.shape[0],)
+    return y, grads
+
+
+def conv_output_size(size, k, stride=1, pad_before=0, pad_after=0, dilation=1):
+    """PyTorch's output size, written out here independently of the library."""
+    return (size + pad_before + pad_after - dilation * (k - 1) - 1) // stride + 1
+
+
+def same_padding(size, k, stride=1, dilation=1):
+    """(before, after) of 'same' as API.md states it (PyTorch for stride 1, TensorFlow's rule
+    for stride > 1: output ceil(size/stride), odd pixel after)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + dilation * (k - 1) + 1 - size, 0)
+    return total // 2, total - total // 2
