@@ -2,8 +2,8 @@
  *
  * The output positions of the whole batch, image after image, are cut into
  * blocks of whole output rows (columns when there is one row, as in conv1d);
- * a block may span several images, so that small images still give the GEMM
- * enough columns to amortize OpenBLAS's packing of the weight. Work items are
+ * a block holds several whole images when images are small, so that the GEMM
+ * still has enough columns to amortize OpenBLAS's packing of the weight. Work items are
  * (block, chunk of output channels), and every split depends on the shape
  * only, never on the thread count, so results are bit-identical whatever the
  * number of threads:
@@ -36,14 +36,16 @@ static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* Blocks of the batch's output positions. Block i covers units
- * [i*units/blocks, (i+1)*units/blocks) of the batch, a unit being one output
- * row (or one position when there is a single row). */
+/* Blocks of the batch's output positions: either several blocks per image,
+ * each a run of whole output rows (or of positions when there is a single row),
+ * or, when one image has too few positions for an efficient GEMM, several
+ * whole images per block. */
 typedef struct {
-    int64_t unit;   /* positions in one unit */
-    int64_t units;  /* units in the whole batch */
-    int64_t blocks;
-    int64_t L;      /* positions in one image */
+    int64_t unit;      /* positions in one unit: an output row, or one position */
+    int64_t units;     /* units in one image */
+    int64_t per_image; /* blocks in one image (images == 1) */
+    int64_t images;    /* images in one block (per_image == 1) */
+    int64_t blocks, batch, L;
 } fnn_blocking;
 
 static fnn_blocking plan_blocks(const fnn_conv_shape *s, int64_t col_rows, int64_t elem) {
@@ -52,26 +54,37 @@ static fnn_blocking plan_blocks(const fnn_conv_shape *s, int64_t col_rows, int64
     int64_t d = by_rows ? s->dilation_h : s->dilation_w;
     int64_t st = by_rows ? s->stride_h : s->stride_w;
     int64_t unit = by_rows ? s->out_w : 1, L = s->out_h * s->out_w;
-    fnn_blocking b = {unit, s->batch * L / unit, 1, L};
-    /* two-phase col2im: blocks i and i + 2 are disjoint in the input when the
-     * block between them spans at least (k - 1) * d input rows */
+    fnn_blocking b = {unit, L / unit, 1, 1, s->batch, s->batch, L};
+    /* two-phase col2im: blocks i and i + 2 of an image are disjoint in the input
+     * when the block between them spans at least (k - 1) * d input rows */
     int64_t min_units = max64(1, ceil_div((k - 1) * d, st));
     int64_t fit = FNN_COL_BLOCK_BYTES / (col_rows * elem * unit);
-    int64_t wide = ceil_div(FNN_MIN_BLOCK_POSITIONS, unit);
-    int64_t balance = ceil_div(b.units, FNN_MIN_ITEMS);
-    int64_t per = max64(max64(min64(fit, balance), wide), min_units);
-    b.blocks = max64(1, b.units / per);
+    int64_t balance = ceil_div(s->batch * b.units, FNN_MIN_ITEMS);
+    int64_t per = max64(min64(fit, balance), max64(min_units, ceil_div(FNN_MIN_BLOCK_POSITIONS, unit)));
+    if (L >= FNN_MIN_BLOCK_POSITIONS || s->batch == 1) {
+        b.per_image = max64(1, b.units / per);
+        b.blocks = s->batch * b.per_image;
+    } else {
+        b.images = min64(s->batch, max64(ceil_div(FNN_MIN_BLOCK_POSITIONS, L), per / b.units));
+        b.blocks = ceil_div(s->batch, b.images);
+    }
     return b;
 }
 
-/* Global positions [q0, q1) of block i. */
+/* Global positions [q0, q1) of block i (position q is q % L of image q / L). */
 static void block_range(const fnn_blocking *b, int64_t i, int64_t *q0, int64_t *q1) {
-    *q0 = b->units * i / b->blocks * b->unit;
-    *q1 = b->units * (i + 1) / b->blocks * b->unit;
+    if (b->images > 1) {
+        *q0 = i * b->images * b->L;
+        *q1 = min64(i * b->images + b->images, b->batch) * b->L;
+        return;
+    }
+    int64_t n = i / b->per_image, j = i % b->per_image;
+    *q0 = n * b->L + b->units * j / b->per_image * b->unit;
+    *q1 = n * b->L + b->units * (j + 1) / b->per_image * b->unit;
 }
 
 static int64_t block_max_positions(const fnn_blocking *b) {
-    return ceil_div(b->units, b->blocks) * b->unit;
+    return b->images > 1 ? b->images * b->L : ceil_div(b->units, b->per_image) * b->unit;
 }
 
 /* The part of [q0, q1) in image n: local positions [p0, p1) at column offset `at`. */
@@ -218,11 +231,13 @@ int SFX(fnn_conv2d_forward)(const fnn_conv_shape *s, const T *x, const T *w, con
                 const T *B = SFX(columns)(s, &d, x, blk, g, cols, &cached, &ldb);
                 int64_t m = g * d.Mg + m0;
                 T *out = SFX(block_view)(&d, q0, q1, y, s->out_channels, m, &ldo);
+                /* beta = 1 on the zero-filled output saves OpenBLAS a pass zeroing it */
+                T beta = out ? 1 : 0;
                 if (!out) {
                     out = rows;
                     ldo = q1 - q0;
                 }
-                GEMM(0, 0, m1 - m0, q1 - q0, d.Kg, 1, w + m * d.Kg, d.Kg, B, ldb, 0, out, ldo);
+                GEMM(0, 0, m1 - m0, q1 - q0, d.Kg, 1, w + m * d.Kg, d.Kg, B, ldb, beta, out, ldo);
                 if (bias)
                     for (int64_t r = 0; r < m1 - m0; r++)
                         VEC(add_scalar)(q1 - q0, bias[m + r], out + r * ldo);
@@ -245,21 +260,27 @@ static const T *SFX(dy_rows)(const SFX(conv_dims) *d, const fnn_conv_shape *s, c
     return buf;
 }
 
-/* dw rows [m0, m1) of every group = sum over blocks [blk0, blk1) of dy @ cols^T. */
-static void SFX(weight_grad_part)(const fnn_conv_shape *s, const SFX(conv_dims) *d,
-                                  const T *dy, const T *x, int64_t blk0, int64_t blk1,
-                                  int64_t m0, int64_t m1, T *dw, T *cols, T *rows,
-                                  int64_t *cached) {
+/* One part of the parameter gradients: over blocks [blk0, blk1), rows [m0, m1)
+ * of every group, dw = sum dy @ cols^T and db = sum of dy's rows (either may be
+ * NULL). dy's rows are summed right after the GEMM has read them. */
+static void SFX(param_grad_part)(const fnn_conv_shape *s, const SFX(conv_dims) *d,
+                                 const T *dy, const T *x, int64_t blk0, int64_t blk1,
+                                 int64_t m0, int64_t m1, T *dw, T *db, T *cols, T *rows,
+                                 int64_t *cached) {
     for (int64_t g = 0; g < d->G; g++) {
         int64_t m = g * d->Mg + m0;
-        T *dwg = dw + m * d->Kg;
-        memset(dwg, 0, (size_t)((m1 - m0) * d->Kg) * sizeof(T));
+        if (dw) memset(dw + m * d->Kg, 0, (size_t)((m1 - m0) * d->Kg) * sizeof(T));
+        if (db) memset(db + m, 0, (size_t)(m1 - m0) * sizeof(T));
         for (int64_t blk = blk0; blk < blk1; blk++) {
             int64_t q0, q1, ldb, lda;
             block_range(&d->b, blk, &q0, &q1);
-            const T *B = SFX(columns)(s, d, x, blk, g, cols, cached, &ldb);
             const T *A = SFX(dy_rows)(d, s, dy, q0, q1, m, m1 - m0, rows, &lda);
-            GEMM(0, 1, m1 - m0, d->Kg, q1 - q0, 1, A, lda, B, ldb, 1, dwg, d->Kg);
+            if (dw) {
+                const T *B = SFX(columns)(s, d, x, blk, g, cols, cached, &ldb);
+                GEMM(0, 1, m1 - m0, d->Kg, q1 - q0, 1, A, lda, B, ldb, 1, dw + m * d->Kg, d->Kg);
+            }
+            if (db)
+                for (int64_t r = 0; r < m1 - m0; r++) db[m + r] += VEC(sum)(q1 - q0, A + r * lda);
         }
     }
 }
@@ -277,7 +298,7 @@ static void SFX(input_grad_block)(const fnn_conv_shape *s, const SFX(conv_dims) 
         T *out = d->pointwise ? SFX(block_view)(d, q0, q1, dx, s->in_channels, g * d->Cg + c0, &ldc)
                               : NULL;
         if (out) {
-            GEMM(1, 0, k, q1 - q0, d->Mg, 1, wg, d->Kg, A, lda, 0, out, ldc);
+            GEMM(1, 0, k, q1 - q0, d->Mg, 1, wg, d->Kg, A, lda, 1, out, ldc);
             continue;
         }
         GEMM(1, 0, k, q1 - q0, d->Mg, 1, wg, d->Kg, A, lda, 0, cols, q1 - q0);
@@ -290,15 +311,18 @@ static void SFX(input_grad_block)(const fnn_conv_shape *s, const SFX(conv_dims) 
 int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, const T *w,
                              T *dx, T *dw, T *db) {
     const SFX(conv_dims) d = SFX(conv_dims_of)(s);
-    const int64_t nb = d.b.blocks, w_size = s->out_channels * d.Kg;
-    /* weight gradient: a fixed number of parts of the blocks, each summed alone */
+    const int64_t nb = d.b.blocks, w_size = dw ? s->out_channels * d.Kg : 0;
+    const int64_t part_size = w_size + (db ? s->out_channels : 0);
+    /* parameter gradients: a fixed number of parts of the blocks, each summed
+     * into its own buffer (part 0 into dw and db themselves) */
     const int64_t parts = max64(1, min64(min64(nb, FNN_DW_PARTS),
-                                         FNN_DW_PARTS_BYTES / (w_size * (int64_t)sizeof(T))));
+                                         FNN_DW_PARTS_BYTES / max64(1, part_size * (int64_t)sizeof(T))));
     const int64_t w_chunks = plan_chunks(parts, d.Mg, FNN_MIN_CHUNK_ROWS);
     const int64_t x_chunks = plan_chunks(nb, d.Cg, ceil_div(FNN_MIN_CHUNK_ROWS, d.kk));
     T *ws = SFX(alloc_workspace)(&d);
-    T *partial = (dw && parts > 1) ? (T *)malloc((size_t)((parts - 1) * w_size) * sizeof(T)) : NULL;
-    if (!ws || (dw && parts > 1 && !partial)) {
+    T *partial = parts > 1 && part_size ? (T *)malloc((size_t)((parts - 1) * part_size) * sizeof(T))
+                                        : NULL;
+    if (!ws || (parts > 1 && part_size && !partial)) {
         free(ws);
         free(partial);
         return FNN_ENOMEM;
@@ -308,33 +332,23 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
     {
         T *cols = ws + omp_get_thread_num() * d.ws_per_thread, *rows = cols + d.Kg * d.P;
         int64_t cached = -1;
-        if (db) {
-#pragma omp for schedule(static) nowait
-            for (int64_t m = 0; m < s->out_channels; m++) {
-                T acc = 0;
-                for (int64_t n = 0; n < s->batch; n++)
-                    acc += VEC(sum)(d.L, dy + (n * s->out_channels + m) * d.L);
-                db[m] = acc;
-            }
-        }
-        if (dw) {
+        if (part_size) {
 #pragma omp for schedule(static)
             for (int64_t u = 0; u < parts * w_chunks; u++) {
                 int64_t p = u / w_chunks, m0, m1;
+                T *mine = p == 0 ? NULL : partial + (p - 1) * part_size;
                 chunk_range(d.Mg, w_chunks, u % w_chunks, &m0, &m1);
-                SFX(weight_grad_part)(s, &d, dy, x, nb * p / parts, nb * (p + 1) / parts, m0, m1,
-                                      p == 0 ? dw : partial + (p - 1) * w_size, cols, rows,
-                                      &cached);
+                SFX(param_grad_part)(s, &d, dy, x, nb * p / parts, nb * (p + 1) / parts, m0, m1,
+                                     dw ? (mine ? mine : dw) : NULL,
+                                     db ? (mine ? mine + w_size : db) : NULL, cols, rows, &cached);
             }
 #pragma omp for schedule(static)
-            for (int64_t e = 0; e < w_size; e++)
-                for (int64_t p = 1; p < parts; p++) dw[e] += partial[(p - 1) * w_size + e];
+            for (int64_t e = 0; e < part_size; e++) {
+                T *sum = e < w_size ? dw + e : db + (e - w_size);
+                for (int64_t p = 1; p < parts; p++) *sum += partial[(p - 1) * part_size + e];
+            }
         }
         if (dx) {
-#pragma omp for schedule(static)
-            for (int64_t n = 0; n < s->batch; n++)
-                memset(dx + n * s->in_channels * d.HW, 0,
-                       (size_t)(s->in_channels * d.HW) * sizeof(T));
             for (int64_t phase = 0; phase < 2; phase++) {
                 int64_t count = (nb + 1 - phase) / 2;
 #pragma omp for schedule(static)

@@ -59,11 +59,14 @@ extern const fnn_vec_ops *fnn_vec;
                                     int64_t channels, int64_t p0, int64_t p1,          \
                                     int64_t ldc, T *x);                                \
     int fnn_im2col_##SFX(const fnn_conv_shape *s, const T *x, T *cols);                \
+    /* x must be zero-filled on entry */                                               \
     int fnn_col2im_##SFX(const fnn_conv_shape *s, const T *cols, T *x);
 FNN_DECLARE_IM2COL(float, f32)
 FNN_DECLARE_IM2COL(double, f64)
 
-/* conv.c: any of dx, dw, db may be NULL (that gradient is not computed). */
+/* conv.c. y and dx must be zero-filled on entry: callers allocate them with
+ * calloc/np.zeros, whose fresh pages are zero already, where a memset here would
+ * be one more pass over memory. Any of dx, dw, db may be NULL (not computed). */
 #define FNN_DECLARE_CONV(T, SFX)                                                       \
     int fnn_conv2d_forward_##SFX(const fnn_conv_shape *s, const T *x, const T *w,      \
                                  const T *bias, T *y);                                 \

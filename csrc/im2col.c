@@ -88,10 +88,8 @@ int SFX(fnn_col2im)(const fnn_conv_shape *s, const T *cols, T *x) {
     int64_t kk = s->kernel_h * s->kernel_w, L = s->out_h * s->out_w, hw = s->in_h * s->in_w;
     int64_t planes = s->batch * s->in_channels;
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < planes; i++) {
-        memset(x + i * hw, 0, (size_t)hw * sizeof(T));
+    for (int64_t i = 0; i < planes; i++)
         SFX(fnn_col2im_block_add)(s, cols + i * kk * L, 1, 0, L, L, x + i * hw);
-    }
     return FNN_OK;
 }
 

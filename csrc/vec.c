@@ -73,20 +73,27 @@ FNN_DEFINE_OPS(avx512)
 
 #else /* body: one ISA, one dtype */
 
+/* Strides 1 and 2 (nearly every strided convolution) get loops with a constant
+ * stride, which the compiler vectorizes (with permutes for 2); other strides
+ * fall back to a scalar loop. */
 static void FNN_CAT3(gather, ISA, SFX)(int64_t n, const T *src, int64_t stride, T *dst) {
     if (stride == 1) {
         memcpy(dst, src, (size_t)n * sizeof(T));
-        return;
+    } else if (stride == 2) {
+        for (int64_t j = 0; j < n; j++) dst[j] = src[2 * j];
+    } else {
+        for (int64_t j = 0; j < n; j++) dst[j] = src[j * stride];
     }
-    for (int64_t j = 0; j < n; j++) dst[j] = src[j * stride];
 }
 
 static void FNN_CAT3(scatter_add, ISA, SFX)(int64_t n, const T *src, int64_t stride, T *dst) {
     if (stride == 1) {
         for (int64_t j = 0; j < n; j++) dst[j] += src[j];
-        return;
+    } else if (stride == 2) {
+        for (int64_t j = 0; j < n; j++) dst[2 * j] += src[j];
+    } else {
+        for (int64_t j = 0; j < n; j++) dst[j * stride] += src[j];
     }
-    for (int64_t j = 0; j < n; j++) dst[j * stride] += src[j];
 }
 
 static void FNN_CAT3(add_scalar, ISA, SFX)(int64_t n, T value, T *dst) {

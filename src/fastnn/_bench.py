@@ -11,11 +11,15 @@ The rules it follows, each learnt on 2-vCPU shared machines:
   order rotated every round), and ratios come from that one run, never from
   absolute times of different runs.
 - Idle worker threads spin after a call and steal the next contender's core:
-  NumPy's OpenBLAS for 2**28 cycles unless ``OPENBLAS_THREAD_TIMEOUT`` was set
-  before NumPy loaded (see `BLAS_ENVIRONMENT`), OpenMP (fastnn's and PyTorch's,
-  both libgomp) for a few ms. So every sample is preceded by a short pause
-  (`PAUSE_S`), and a contender that leaves spinning workers behind asks for a
-  longer one (`Contender.settle`).
+  NumPy's OpenBLAS for 2**28 cycles (~0.1 s) unless ``OPENBLAS_THREAD_TIMEOUT``
+  was set before NumPy loaded (bench/report.py sets it to 20, ~0.4 ms: warm
+  between the BLAS calls inside one reference call, asleep before the next
+  sample), OpenMP (fastnn's and PyTorch's, both libgomp) for a few ms. So every
+  sample is preceded by a short pause (`PAUSE_S`), and a contender that leaves
+  spinning workers behind asks for a longer one (`Contender.settle`). OpenMP's
+  own spinning (``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT``) is left at its default:
+  it is what users get, it helps fastnn and PyTorch alike between the calls of
+  one sample, and the pause outlasts it.
 - Another tenant sometimes takes a whole core. A quick float32 GEMM on all
   cores (`Probe`) runs before every sample; a sample is clean when the probes
   just before and just after it reach `CLEAN_FRACTION` of the best probe of the
@@ -40,17 +44,10 @@ from fastnn._cases import ConvCase
 from fastnn._validate import ConvGeometry, conv_geometry
 
 __all__ = [
-    "BLAS_ENVIRONMENT", "PAUSE_S", "CLEAN_FRACTION", "MODES", "Contender", "Timing", "Probe",
+    "PAUSE_S", "CLEAN_FRACTION", "MODES", "Contender", "Timing", "Probe",
     "measure", "usable_cores", "set_threads", "torch_available", "geometry", "grad_output",
-    "conv_call", "gemm_yardstick", "check_case", "format_table", "Progress",
+    "conv_call", "reference_settle", "gemm_yardstick", "check_case", "format_table", "Progress",
 ]
-
-# Environment to set before NumPy is imported (bench/report.py does, at its top).
-# OpenBLAS workers spin 2**n cycles before sleeping: 2**20 (~0.4 ms) keeps them
-# warm between the back-to-back BLAS calls inside one reference call, yet asleep
-# well before the next sample. OpenMP's own spinning is left at its default: it
-# is what users get, and `PAUSE_S` already outlasts it.
-BLAS_ENVIRONMENT = {"OPENBLAS_THREAD_TIMEOUT": "20"}
 
 # Pause before every sample and probe: outlasts libgomp's default spin (~5-10 ms).
 PAUSE_S = 0.015
@@ -221,10 +218,17 @@ class Probe:
     size, batch : int
         The probe computes `batch` products of `size` x `size` matrices (about
         1.5 ms with 2 threads at 2.6 GHz).
+    wait_budget : float
+        The longest total time `wait_quiet` may wait over the probe's life.
     """
 
-    def __init__(self, threads: Optional[int] = None, size: int = 256, batch: int = 8) -> None:
+    def __init__(self, threads: Optional[int] = None, size: int = 256, batch: int = 8,
+                 wait_budget: float = 120.0) -> None:
         self.threads = threads or usable_cores()
+        # total seconds `wait_quiet` may wait in this run: a machine that never
+        # gets quiet must not make a run endless (its samples are then dropped)
+        self.wait_budget = wait_budget
+        self.waited = 0.0
         rng = np.random.default_rng(1)
         self._a = rng.standard_normal((size, size), dtype=np.float32)
         self._b = rng.standard_normal((batch, size, size), dtype=np.float32)
@@ -260,11 +264,13 @@ class Probe:
 
     def wait_quiet(self, max_wait: float) -> float:
         """Probe until the machine looks quiet or `max_wait` seconds passed; the last rate."""
-        deadline = time.perf_counter() + max_wait
+        start = time.perf_counter()
+        max_wait = min(max_wait, self.wait_budget - self.waited)
         rate = self()
-        while not self.is_clean(rate) and time.perf_counter() < deadline:
+        while not self.is_clean(rate) and time.perf_counter() - start < max_wait:
             time.sleep(0.05)
             rate = self()
+        self.waited += time.perf_counter() - start
         return rate
 
 
@@ -333,13 +339,13 @@ def measure(contenders: Sequence[Contender], rounds: int = 7, probe: Optional[Pr
     taken: List[Tuple[str, float, float, float]] = []
 
     def wanted(c: Contender, extra: bool) -> bool:
-        if taken and spent[c.name] >= c.max_time:
+        if spent[c.name] >= c.max_time:  # never true before the first sample
             return False
         if not extra:
             return True
         clean = sum(1 for name, _, p0, p1 in taken if name == c.name
                     and probe.is_clean(p0) and probe.is_clean(p1))
-        return clean < min_clean
+        return clean < min(min_clean, rounds)
 
     rate = probe.wait_quiet(max_wait) if probe else math.inf
     for r in range(rounds + (max_extra_rounds if probe else 0)):
@@ -439,9 +445,9 @@ def conv_call(case: ConvCase, impl: str, mode: str,
     if impl == "fastnn":
         return _numpy_call(fastnn, case, mode, x, w, b, g)
     if impl == "reference":
-        import fastnn.reference
+        from fastnn import reference
 
-        return _numpy_call(fastnn.reference, case, mode, x, w, b, g)
+        return _numpy_call(reference, case, mode, x, w, b, g)
     if impl == "torch":
         return _torch_call(case, mode, x, w, b, g)
     raise ValueError(f"impl must be 'fastnn', 'reference' or 'torch', got {impl!r}")
@@ -452,13 +458,19 @@ def reference_settle() -> float:
     return _numpy_settle()
 
 
-def gemm_yardstick(case: ConvCase) -> Tuple[Callable[[], object], float]:
-    """The plain GEMM of the case's sizes, and its flops (equal to ``case.flops()``).
+def gemm_yardstick(case: ConvCase) -> Dict[str, Callable[[], object]]:
+    """The plain GEMM of the case's sizes: name -> call (its flops are ``case.flops()``).
 
     ``gemm_batch`` computes c[i] = a @ b[i] for i < N*groups with
     M = C_out/groups, K = C_in/groups*kH*kW and N = out_h*out_w, with the same
     BLAS and OpenMP split as the convolution, but with no im2col: how fast the
-    convolution could be if building its columns cost nothing.
+    convolution could be if building its columns cost nothing ('sgemm').
+
+    ``gemm_batch`` splits a small batch over column chunks of N; with one image
+    and few positions (3x3_512x7_b1: 8 chunks of 6 columns, each repacking all
+    of `a`) that is a poor GEMM, so for a batch of one the same product is also
+    given transposed, c^T = b^T @ a^T, split over chunks of M instead ('sgemmT').
+    Take the faster of the two.
     """
     geo = geometry(case)
     m = geo.out_channels // geo.groups
@@ -467,9 +479,15 @@ def gemm_yardstick(case: ConvCase) -> Tuple[Callable[[], object], float]:
     batch = geo.batch * geo.groups
     rng = np.random.default_rng(2)
     a = rng.standard_normal((m, k)).astype(case.dtype)
-    bmat = rng.standard_normal((batch, k, n)).astype(case.dtype)
+    b = rng.standard_normal((batch, k, n)).astype(case.dtype)
     c = np.empty((batch, m, n), dtype=case.dtype)
-    return (lambda: _kernels.gemm_batch(a, bmat, c)), 2.0 * m * n * k * batch
+    calls = {"sgemm": lambda: _kernels.gemm_batch(a, b, c)}
+    if batch == 1:
+        bt = np.ascontiguousarray(b[0].T)        # (N, K), the shared left operand
+        at = np.ascontiguousarray(a.T)[None]     # (1, K, M)
+        ct = np.empty((1, n, m), dtype=case.dtype)
+        calls["sgemmT"] = lambda: _kernels.gemm_batch(bt, at, ct)
+    return calls
 
 
 def _max_error(actual: np.ndarray, expected: np.ndarray) -> float:
@@ -547,6 +565,7 @@ class Progress:
 
     def step(self, message: str) -> None:
         self.count += 1
+        sys.stdout.flush()  # what was printed before goes first
         text = f"[{self.count}/{self.total}] {message}"
         if self._tty:
             self.stream.write("\r\x1b[K" + text)

@@ -62,6 +62,7 @@ def im2col(geometry, const floating[::1] x, floating[::1] cols):
 
 
 def col2im(geometry, const floating[::1] cols, floating[::1] x):
+    """x += col2im(cols); x must be zero-filled to get col2im itself."""
     cdef fnn_conv_shape s = _shape(geometry)
     cdef int status
     _need(x.shape[0], s.batch * s.in_channels * s.in_h * s.in_w, "x")
@@ -82,7 +83,7 @@ cdef void _need_conv(fnn_conv_shape *s, Py_ssize_t nx, Py_ssize_t nw, Py_ssize_t
 
 def conv2d_forward(geometry, const floating[::1] x, const floating[::1] w,
                    const floating[::1] bias, floating[::1] y):
-    """y = conv(x, w) + bias; `bias` may be None."""
+    """y = conv(x, w) + bias; `bias` may be None; y must be zero-filled on entry."""
     cdef fnn_conv_shape s = _shape(geometry)
     cdef int status
     cdef const floating *b = NULL
@@ -101,7 +102,10 @@ def conv2d_forward(geometry, const floating[::1] x, const floating[::1] w,
 def conv2d_backward(geometry, const floating[::1] dy, const floating[::1] x,
                     const floating[::1] w, floating[::1] dx, floating[::1] dw,
                     floating[::1] db):
-    """Gradients of conv2d; each of dx, dw, db may be None (not computed)."""
+    """Gradients of conv2d; each of dx, dw, db may be None (not computed).
+
+    dx must be zero-filled on entry (the kernel adds into it).
+    """
     cdef fnn_conv_shape s = _shape(geometry)
     cdef int status
     cdef floating *pdx = NULL
