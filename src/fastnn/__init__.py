@@ -5,6 +5,32 @@ in plain NumPy, written for clarity, to compare against.
 """
 __version__ = "0.1.0"
 
+
+def _load_kernels() -> None:
+    """Import the extension with its OpenBLAS told, as it loads, to start no threads.
+
+    OpenBLAS sizes its thread pool when the library loads, and idle pool threads
+    spin on the cores OpenMP is using; fastnn only ever calls it single-threaded
+    from inside its own OpenMP regions. NumPy is imported first so that its own
+    BLAS sees the user's environment, which is restored right after.
+    """
+    import os
+
+    import numpy  # noqa: F401
+
+    saved = os.environ.get("OPENBLAS_NUM_THREADS")
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        from fastnn import _kernels  # noqa: F401
+    finally:
+        if saved is None:
+            del os.environ["OPENBLAS_NUM_THREADS"]
+        else:
+            os.environ["OPENBLAS_NUM_THREADS"] = saved
+
+
+_load_kernels()
+
 from fastnn._config import get_num_threads, set_num_threads, show_config
 from fastnn.conv import col2im, conv1d, conv1d_backward, conv2d, conv2d_backward, im2col
 
