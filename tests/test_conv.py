@@ -1,10 +1,11 @@
 """conv1d/conv2d and their backward on the C path against the NumPy reference.
 
 Sizes are chosen around the C path's own boundaries (csrc/conv.c): the 1x1 stride-1 GEMM fast
-path, cache-sized blocks of output positions (several per image for the "blocks-*" cases),
-output-channel chunks when the batch has too few blocks (batch 1), column blocks for long 1-d
-inputs and for 2-d outputs of a single row, the two-phase col2im of the input gradient, and
-widths/channels around the SIMD widths of the row primitives (8 and 16 lanes).
+path, cache-sized blocks of output positions (several per call for BLOCK_CASES), blocks of
+several small images, output-channel chunks when there are too few blocks (batch 1), column
+blocks for long 1-d inputs and for 2-d outputs of a single row, the two-phase col2im of the
+input gradient, and widths/channels around the SIMD widths of the row primitives (8 and 16
+lanes).
 """
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from hypothesis import strategies as st
 import fastnn
 from fastnn import _kernels
 
-from conftest import (DTYPE_IDS, DTYPES, TOLERANCES, assert_close, check_conv_against_reference,
-                      conv_arrays, conv_funcs, conv_output_size, same_padding)
+from conftest import (DTYPES, assert_close, check_conv_against_reference, conv_arrays,
+                      conv_funcs, conv_output_size, same_padding)
 
 
 def case(id, x_shape, w_shape, **options):
@@ -140,7 +141,8 @@ def test_conv1d_matches_reference(ref, rng, dtype, x_shape, w_shape, options, wi
 # Shapes large enough that the C path cuts the work into several blocks of output positions
 # (cache-sized slices of the column matrix, whole output rows, or single positions when there
 # is one output row), with chunks of output/input channels when there are few blocks (batch
-# 1), and blocks that span several small images and start or end in the middle of one. The
+# 1), and with many small images per call (blocks of several images, a last block with
+# fewer, or blocks cut at arbitrary rows, depending on the version of csrc/conv.c). The
 # two-phase col2im of the input gradient relies on the block boundaries; dilation and stride
 # change how far a block reaches. The shapes are chosen with margin, not tuned to the current
 # constants of csrc/conv.c.
@@ -157,7 +159,7 @@ BLOCK_CASES = [
     case("2d-1x1-b2", (2, 32, 40, 40), (48, 32, 1, 1)),
     case("2d-1x1-b1-chunks", (1, 64, 20, 20), (64, 64, 1, 1)),
     case("2d-7x7-s2-p3", (1, 3, 96, 96), (16, 3, 7, 7), stride=2, padding=3),
-    # many small images: blocks span images and cut some in the middle
+    # many small images, batch sizes that are not multiples of anything
     case("2d-b16-small-images", (16, 8, 7, 7), (40, 8, 3, 3), padding=1),
     case("2d-b24-10x9", (24, 4, 10, 9), (8, 4, 3, 3), padding=1),
     case("2d-b21-g4-small", (21, 8, 6, 7), (8, 2, 3, 3), groups=4, padding=1),
@@ -171,6 +173,14 @@ BLOCK_CASES = [
     case("1d-b29-short", (29, 4, 51), (6, 4, 3)),
     case("1d-b90-same-s3-short", (90, 5, 40), (7, 5, 4), stride=3, padding="same"),
     case("1d-b50-k1-short", (50, 6, 23), (4, 6, 1)),
+    # output lengths around 384 positions (where blocks change from whole images to parts
+    # of one image in the current csrc/conv.c), batch not a multiple of anything
+    case("1d-b3-out383", (3, 4, 385), (5, 4, 3)),
+    case("1d-b3-out384", (3, 4, 386), (5, 4, 3)),
+    case("1d-b3-out385", (3, 4, 387), (5, 4, 3)),
+    case("2d-b5-out19x20", (5, 4, 21, 22), (6, 4, 3, 3)),
+    case("2d-b5-out16x24", (5, 4, 18, 26), (6, 4, 3, 3)),
+    case("2d-b5-out20x20", (5, 4, 22, 22), (6, 4, 3, 3)),
 ]
 
 
@@ -226,8 +236,10 @@ def test_output_size_formula(rng, dims):
         x, w, _ = conv_arrays(rng, (1, 2) + (size,) * dims, (3, 2) + (k,) * dims, np.float64)
         out = conv_output_size(size, k, s, p, p, d)
         assert fwd(x, w, stride=s, padding=p, dilation=d).shape == (1, 3) + (out,) * dims
-    valid = fwd(x, w, padding="valid", dilation=d)
-    assert valid.shape == (1, 3) + (conv_output_size(size, k, 1, 0, 0, d),) * dims
+    for size, k, d in [(9, 3, 3), (4, 4, 1), (8, 2, 2)]:
+        x, w, _ = conv_arrays(rng, (1, 2) + (size,) * dims, (3, 2) + (k,) * dims, np.float64)
+        want = (1, 3) + (size - d * (k - 1),) * dims
+        assert fwd(x, w, padding="valid", dilation=d).shape == want
 
 
 # --- random shapes and options ----------------------------------------------------------
@@ -280,8 +292,8 @@ def test_random_problems_match_reference(ref, problem):
 
 @st.composite
 def multi_block_problems(draw):
-    """Larger batches and images with few channels: several blocks per call, blocks that
-    span images, odd sizes (the reference stays cheap)."""
+    """Larger batches and images with few channels: several blocks per call, blocks of
+    several images or of parts of one, odd sizes (the reference stays cheap)."""
     dims = draw(st.sampled_from([1, 2]))
     n = draw(st.integers(1, 24))
     groups = draw(st.sampled_from([1, 2]))
@@ -413,6 +425,26 @@ def test_non_contiguous_inputs(ref, rng, dtype, dims, kind):
 
 
 @pytest.mark.parametrize("dims", [1, 2], ids=["1d", "2d"])
+def test_read_only_and_broadcast_inputs(ref, rng, dtype, dims):
+    """Read-only arrays and zero-stride broadcasts are valid inputs."""
+    x_shape, w_shape = ((2, 3, 9), (4, 3, 3)) if dims == 1 else ((2, 3, 6, 7), (4, 3, 3, 3))
+    fwd, bwd = conv_funcs(fastnn, dims)
+    rfwd, rbwd = conv_funcs(ref, dims)
+    x, w, b = conv_arrays(rng, x_shape, w_shape, dtype)
+    for a in (x, w, b):
+        a.setflags(write=False)
+    # every image the same: a broadcast of one image along the batch
+    xb = np.broadcast_to(x[:1], x_shape)
+    for xi in (x, xb):
+        y = fwd(xi, w, b, padding=1)
+        assert_close(y, rfwd(np.array(xi), w, b, padding=1), dtype)
+        g = np.broadcast_to(rng.standard_normal((1,) + y.shape[1:]).astype(dtype), y.shape)
+        for got, want in zip(bwd(g, xi, w, padding=1), rbwd(np.array(g), np.array(xi), w,
+                                                            padding=1)):
+            assert_close(got, want, dtype)
+
+
+@pytest.mark.parametrize("dims", [1, 2], ids=["1d", "2d"])
 def test_non_native_byte_order(rng, dtype, dims):
     """float32/float64 data in the other byte order (e.g. read from a file) is still float32
     or float64: same result as in native order."""
@@ -424,6 +456,7 @@ def test_non_native_byte_order(rng, dtype, dims):
     y = fwd(xs, ws, bs, padding=1)
     np.testing.assert_array_equal(y, fwd(x, w, b, padding=1))
     assert y.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(fwd(xs, w, b, padding=1), y)  # mixed byte orders
     g = rng.standard_normal(y.shape).astype(dtype)
     for got, want in zip(bwd(g.astype(swapped), xs, ws, padding=1), bwd(g, x, w, padding=1)):
         np.testing.assert_array_equal(got, want)

@@ -21,15 +21,17 @@ _BLAS_MAX = 2**31 - 1
 
 
 def as_float_array(value, name: str) -> np.ndarray:
-    """`value` as a float32/float64 ndarray (not copied when it already is one).
+    """`value` as a native-byte-order float32/float64 ndarray (not copied when it is one).
 
     Raises TypeError for anything else: integers, booleans, complex, objects.
     """
     arr = np.asarray(value)
-    if arr.dtype not in FLOAT_DTYPES:
+    if arr.dtype.newbyteorder("=") not in FLOAT_DTYPES:
         raise TypeError(
             f"{name} must be a float32 or float64 array, got dtype {arr.dtype} "
             f"with shape {arr.shape}")
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr
 
 
@@ -55,8 +57,8 @@ def check_shape(arr: np.ndarray, shape: Tuple[int, ...], name: str) -> None:
 
 
 def contiguous(arr: np.ndarray) -> np.ndarray:
-    """C-contiguous, aligned, native byte order (a copy only when needed)."""
-    return np.require(arr, dtype=arr.dtype.newbyteorder("="), requirements=["C", "A"])
+    """C-contiguous and aligned (a copy only when needed)."""
+    return np.require(arr, requirements=["C", "A"])
 
 
 def as_int(value, name: str, minimum: int) -> int:

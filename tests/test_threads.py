@@ -1,0 +1,204 @@
+"""Thread count and SIMD path: results bit-identical whatever the number of threads, the
+thread-count API, and the forced portable/AVX2 row primitives (FASTNN_SIMD) in a subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import fastnn
+
+from conftest import assert_close, conv_arrays, conv_funcs
+
+
+def case(id, x_shape, w_shape, **options):
+    return pytest.param(x_shape, w_shape, options, id=id)
+
+
+# Shapes with several blocks of positions and/or chunks of channels (see test_conv.py).
+THREAD_CASES = [
+    case("2d-b2-64x40x40", (2, 64, 40, 40), (64, 64, 3, 3), padding=1),
+    case("2d-b1-32x48x48", (1, 32, 48, 48), (40, 32, 3, 3), padding=1),
+    case("2d-b1-chunks", (1, 16, 12, 12), (50, 16, 3, 3), padding=1),
+    case("2d-b1-d2-s2-5x5", (1, 24, 50, 50), (32, 24, 5, 5), stride=2, dilation=2, padding=3),
+    case("2d-b16-small-images-g2", (16, 8, 7, 7), (40, 4, 3, 3), padding=1, groups=2),
+    case("2d-b40-1x1", (40, 8, 5, 6), (12, 8, 1, 1)),
+    case("2d-b2-1x1", (2, 32, 40, 40), (48, 32, 1, 1)),
+    case("2d-one-output-row", (1, 8, 3, 2000), (8, 8, 3, 5)),
+    case("1d-b2-long", (2, 16, 5000), (24, 16, 3), padding=1),
+    case("1d-b1-long-same", (1, 8, 3001), (16, 8, 5), padding="same"),
+    case("1d-b29-short", (29, 4, 51), (6, 4, 3)),
+]
+
+
+def _run(x, w, b, g, options):
+    fwd, bwd = conv_funcs(fastnn, x.ndim - 2)
+    return (fwd(x, w, b, **options),) + bwd(g, x, w, **options)
+
+
+def _assert_identical(results, reference, what):
+    for name, got, want in zip(("output", "grad_input", "grad_weight", "grad_bias"), results,
+                               reference):
+        assert np.array_equal(got, want), f"{what}: {name} differs from the 1-thread result"
+
+
+@pytest.mark.parametrize("x_shape,w_shape,options", THREAD_CASES)
+def test_bit_identical_across_thread_counts(rng, dtype, restore_threads, x_shape, w_shape,
+                                            options):
+    x, w, b = conv_arrays(rng, x_shape, w_shape, dtype)
+    fwd, _ = conv_funcs(fastnn, x.ndim - 2)
+    g = rng.standard_normal(fwd(x, w, b, **options).shape).astype(dtype)
+    fastnn.set_num_threads(1)
+    assert fastnn.get_num_threads() == 1
+    one = _run(x, w, b, g, options)
+    for n in (2, 3):
+        fastnn.set_num_threads(n)
+        assert fastnn.get_num_threads() == n
+        _assert_identical(_run(x, w, b, g, options), one, f"set_num_threads({n})")
+    # threadpoolctl's OpenMP limit controls fastnn too
+    fastnn.set_num_threads(2)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        assert fastnn.get_num_threads() == 1
+        limited = _run(x, w, b, g, options)
+    assert fastnn.get_num_threads() == 2
+    _assert_identical(limited, one, "threadpool_limits(1)")
+    _assert_identical(_run(x, w, b, g, options), one, "2 threads after threadpool_limits")
+
+
+def test_im2col_col2im_identical_across_thread_counts(rng, dtype, restore_threads):
+    x = rng.standard_normal((3, 7, 20, 21)).astype(dtype)
+    results = []
+    for n in (1, 2):
+        fastnn.set_num_threads(n)
+        cols = fastnn.im2col(x, 3, padding=1, stride=(1, 2), dilation=(2, 1))
+        results.append((cols, fastnn.col2im(cols, (20, 21), 3, padding=1, stride=(1, 2),
+                                            dilation=(2, 1))))
+    for a, b in zip(*results):
+        assert np.array_equal(a, b)
+
+
+def test_set_and_get_num_threads(restore_threads):
+    for n in (1, 3, 2):
+        fastnn.set_num_threads(n)
+        assert fastnn.get_num_threads() == n
+    fastnn.set_num_threads(np.int64(1))
+    assert fastnn.get_num_threads() == 1
+    with threadpool_limits(limits=1, user_api="openmp"):
+        assert fastnn.get_num_threads() == 1
+    assert fastnn.get_num_threads() == 1
+    fastnn.set_num_threads(2)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        assert fastnn.get_num_threads() == 1
+    assert fastnn.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("bad,error", [(0, ValueError), (-1, ValueError), (1.5, TypeError),
+                                       (True, TypeError), ("2", TypeError), (None, TypeError)],
+                         ids=["zero", "negative", "float", "bool", "str", "none"])
+def test_set_num_threads_rejects_bad_values(restore_threads, bad, error):
+    fastnn.set_num_threads(2)
+    with pytest.raises(error, match=r"\bn\b"):
+        fastnn.set_num_threads(bad)
+    assert fastnn.get_num_threads() == 2
+
+
+def _subprocess_env(**overrides):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("FASTNN_SIMD", "OMP_NUM_THREADS")}
+    env.update(overrides)
+    return env
+
+
+def test_omp_num_threads_sets_the_default():
+    code = "import fastnn; print(fastnn.get_num_threads())"
+    out = subprocess.run([sys.executable, "-c", code], env=_subprocess_env(OMP_NUM_THREADS="3"),
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["3"]
+    out = subprocess.run([sys.executable, "-c", code], env=_subprocess_env(),
+                         capture_output=True, text=True, check=True).stdout
+    assert int(out) == len(os.sched_getaffinity(0))
+
+
+# Runs in a fresh interpreter with FASTNN_SIMD set: computes the cases stored in the input
+# file on the C path and stores the results, the configuration and show_config's text.
+_SIMD_SCRIPT = textwrap.dedent("""
+    import contextlib, io, json, sys
+    import numpy as np
+    import fastnn
+    from fastnn._config import config
+
+    data = dict(np.load(sys.argv[1]))
+    opts = json.loads(sys.argv[3])
+    out = {}
+    for name, o in opts.items():
+        x, w, b, g = (data[f"{name}/{k}"] for k in "xwbg")
+        fwd = fastnn.conv1d if x.ndim == 3 else fastnn.conv2d
+        bwd = fastnn.conv1d_backward if x.ndim == 3 else fastnn.conv2d_backward
+        out[f"{name}/y"] = fwd(x, w, b, **o)
+        out[f"{name}/gx"], out[f"{name}/gw"], out[f"{name}/gb"] = bwd(g, x, w, **o)
+        if x.ndim == 4:
+            out[f"{name}/cols"] = fastnn.im2col(x, w.shape[2:], padding=1, stride=(1, 2))
+    np.savez(sys.argv[2], **out)
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        fastnn.show_config()
+    print(json.dumps({"simd": config()["simd"], "show_config": text.getvalue()}))
+""")
+
+SIMD_CASES = {
+    # widths around 8 and 16 lanes, strided gathers, bias rows, sums for grad_bias
+    "w15-p1": ((2, 5, 6, 15), (6, 5, 3, 3), dict(padding=1)),
+    "w16-s2": ((2, 5, 6, 16), (6, 5, 3, 3), dict(padding=1, stride=2)),
+    "w17-d2-same": ((2, 5, 7, 17), (6, 5, 3, 3), dict(padding="same", dilation=2)),
+    "w33-s(1,3)": ((1, 4, 5, 33), (8, 4, 3, 2), dict(padding=(1, 0), stride=(1, 3))),
+    "blocks": ((2, 16, 40, 40), (24, 16, 3, 3), dict(padding=1)),
+    "g2-1x1": ((3, 4, 9, 7), (6, 2, 1, 1), dict(groups=2)),
+    "1d-L97": ((2, 3, 97), (4, 3, 5), dict(padding=2, stride=2)),
+}
+
+
+def _cpu_has(*flags):
+    try:
+        with open("/proc/cpuinfo") as f:
+            have = set(next(line for line in f if line.startswith("flags")).split())
+    except (OSError, StopIteration):
+        return False
+    return all(flag in have for flag in flags)
+
+
+@pytest.mark.parametrize("simd", ["portable", "avx2"])
+def test_forced_simd_path_matches_reference(ref, rng, dtype, tmp_path, simd):
+    inputs, opts = {}, {}
+    for name, (x_shape, w_shape, options) in SIMD_CASES.items():
+        x, w, b = conv_arrays(rng, x_shape, w_shape, dtype)
+        fwd, _ = conv_funcs(ref, len(x_shape) - 2)
+        g = rng.standard_normal(fwd(x, w, b, **options).shape).astype(dtype)
+        inputs.update({f"{name}/x": x, f"{name}/w": w, f"{name}/b": b, f"{name}/g": g})
+        opts[name] = options
+    np.savez(tmp_path / "in.npz", **inputs)
+    proc = subprocess.run(
+        [sys.executable, "-c", _SIMD_SCRIPT, str(tmp_path / "in.npz"), str(tmp_path / "out.npz"),
+         json.dumps(opts)],
+        env=_subprocess_env(FASTNN_SIMD=simd, OMP_NUM_THREADS="2"),
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    expected = simd if simd == "portable" or _cpu_has("avx2", "fma") else "portable"
+    assert info["simd"] == expected
+    assert expected in info["show_config"]
+    out = np.load(tmp_path / "out.npz")
+    for name, options in opts.items():
+        x, w, b, g = (inputs[f"{name}/{k}"] for k in "xwbg")
+        fwd, bwd = conv_funcs(ref, x.ndim - 2)
+        assert_close(out[f"{name}/y"], fwd(x, w, b, **options), dtype, what=f"{name} forward")
+        for key, want in zip(("gx", "gw", "gb"), bwd(g, x, w, **options)):
+            assert_close(out[f"{name}/{key}"], want, dtype, what=f"{name} {key}")
+        if x.ndim == 4:
+            np.testing.assert_array_equal(
+                out[f"{name}/cols"], ref.im2col(x, w.shape[2:], padding=1, stride=(1, 2)))
