@@ -123,20 +123,35 @@ static int is_pointwise(const fnn_conv_shape *s) {
 #define T float
 #define SFX(name) name##_f32
 #define GEMM fnn_gemm_f32
-#define VEC(op) fnn_vec->op##_f32
+#define SIMD(op) fnn_simd->op##_f32
 #include "conv.c"
 #undef T
 #undef SFX
 #undef GEMM
-#undef VEC
+#undef SIMD
 
 #define T double
 #define SFX(name) name##_f64
 #define GEMM fnn_gemm_f64
-#define VEC(op) fnn_vec->op##_f64
+#define SIMD(op) fnn_simd->op##_f64
 #include "conv.c"
 
 #else
+
+static void SFX(add_scalar)(int64_t n, T value, T *dst) {
+    for (int64_t j = 0; j < n; j++) dst[j] += value;
+}
+
+/* Eight independent partial sums: vectorizable without -ffast-math, and more
+ * accurate than one running sum; the order is fixed, whatever the threads. */
+static T SFX(sum)(int64_t n, const T *src) {
+    T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++) acc[k] += src[j + k];
+    for (; j < n; j++) acc[j & 7] += src[j];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
 
 /* The sizes every kernel below needs, derived once. */
 typedef struct {
@@ -203,7 +218,7 @@ static const T *SFX(columns)(const fnn_conv_shape *s, const SFX(conv_dims) *d, c
     }
     if (*cached != blk * d->G + g) {
         FOR_EACH_SEGMENT(&d->b, q0, q1, seg)
-            SFX(fnn_im2col_block)(s, x + (seg.n * s->in_channels + g * d->Cg) * d->HW, d->Cg,
+            SIMD(im2col_block)(s, x + (seg.n * s->in_channels + g * d->Cg) * d->HW, d->Cg,
                                   seg.p0, seg.p1, cols + seg.at, q1 - q0);
         *cached = blk * d->G + g;
     }
@@ -240,7 +255,7 @@ int SFX(fnn_conv2d_forward)(const fnn_conv_shape *s, const T *x, const T *w, con
                 GEMM(0, 0, m1 - m0, q1 - q0, d.Kg, 1, w + m * d.Kg, d.Kg, B, ldb, beta, out, ldo);
                 if (bias)
                     for (int64_t r = 0; r < m1 - m0; r++)
-                        VEC(add_scalar)(q1 - q0, bias[m + r], out + r * ldo);
+                        SFX(add_scalar)(q1 - q0, bias[m + r], out + r * ldo);
                 if (out == rows) SFX(block_copy)(&d, q0, q1, y, s->out_channels, m, m1 - m0, rows, 0);
             }
         }
@@ -280,7 +295,7 @@ static void SFX(param_grad_part)(const fnn_conv_shape *s, const SFX(conv_dims) *
                 GEMM(0, 1, m1 - m0, d->Kg, q1 - q0, 1, A, lda, B, ldb, 1, dw + m * d->Kg, d->Kg);
             }
             if (db)
-                for (int64_t r = 0; r < m1 - m0; r++) db[m + r] += VEC(sum)(q1 - q0, A + r * lda);
+                for (int64_t r = 0; r < m1 - m0; r++) db[m + r] += SFX(sum)(q1 - q0, A + r * lda);
         }
     }
 }
@@ -303,7 +318,7 @@ static void SFX(input_grad_block)(const fnn_conv_shape *s, const SFX(conv_dims) 
         }
         GEMM(1, 0, k, q1 - q0, d->Mg, 1, wg, d->Kg, A, lda, 0, cols, q1 - q0);
         FOR_EACH_SEGMENT(&d->b, q0, q1, seg)
-            SFX(fnn_col2im_block_add)(s, cols + seg.at, c1 - c0, seg.p0, seg.p1, q1 - q0,
+            SIMD(col2im_block_add)(s, cols + seg.at, c1 - c0, seg.p0, seg.p1, q1 - q0,
                                       dx + (seg.n * s->in_channels + g * d->Cg + c0) * d->HW);
     }
 }

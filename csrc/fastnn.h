@@ -34,35 +34,36 @@ const char *fnn_simd_name(void);
 const char *fnn_compiler(void);
 const char *fnn_blas_config(void);
 
-/* vec.c: row primitives, one implementation per instruction set, chosen once
- * by fnn_init (FASTNN_SIMD=portable forces the portable one). */
+/* im2col.c: the block forms of im2col and col2im, one implementation per
+ * instruction set, chosen once by fnn_init (FASTNN_SIMD=portable|avx2 forces
+ * one). im2col_block fills columns [0, p1 - p0) of `cols` (row stride ldc) with
+ * output positions [p0, p1) of the first `channels` channels of one image x;
+ * col2im_block_add adds such columns back into x. */
+#define FNN_DECLARE_BLOCK_OPS(T, SFX)                                                   \
+    void (*im2col_block_##SFX)(const fnn_conv_shape *s, const T *x, int64_t channels,   \
+                               int64_t p0, int64_t p1, T *cols, int64_t ldc);
+#define FNN_DECLARE_BLOCK_ADD(T, SFX)                                                   \
+    void (*col2im_block_add_##SFX)(const fnn_conv_shape *s, const T *cols,              \
+                                   int64_t channels, int64_t p0, int64_t p1, int64_t ldc, \
+                                   T *x);
 typedef struct {
     const char *name;
-    void (*gather_f32)(int64_t n, const float *src, int64_t stride, float *dst);
-    void (*gather_f64)(int64_t n, const double *src, int64_t stride, double *dst);
-    void (*scatter_add_f32)(int64_t n, const float *src, int64_t stride, float *dst);
-    void (*scatter_add_f64)(int64_t n, const double *src, int64_t stride, double *dst);
-    void (*add_scalar_f32)(int64_t n, float value, float *dst);
-    void (*add_scalar_f64)(int64_t n, double value, double *dst);
-    float (*sum_f32)(int64_t n, const float *src);
-    double (*sum_f64)(int64_t n, const double *src);
-} fnn_vec_ops;
+    FNN_DECLARE_BLOCK_OPS(float, f32)
+    FNN_DECLARE_BLOCK_OPS(double, f64)
+    FNN_DECLARE_BLOCK_ADD(float, f32)
+    FNN_DECLARE_BLOCK_ADD(double, f64)
+} fnn_simd_ops;
+#undef FNN_DECLARE_BLOCK_OPS
+#undef FNN_DECLARE_BLOCK_ADD
 
-extern const fnn_vec_ops fnn_vec_portable, fnn_vec_avx2, fnn_vec_avx512;
-extern const fnn_vec_ops *fnn_vec;
+extern const fnn_simd_ops fnn_simd_portable, fnn_simd_avx2, fnn_simd_avx512;
+extern const fnn_simd_ops *fnn_simd;
 
-/* im2col.c */
-#define FNN_DECLARE_IM2COL(T, SFX)                                                    \
-    void fnn_im2col_block_##SFX(const fnn_conv_shape *s, const T *x, int64_t channels, \
-                                int64_t p0, int64_t p1, T *cols, int64_t ldc);         \
-    void fnn_col2im_block_add_##SFX(const fnn_conv_shape *s, const T *cols,            \
-                                    int64_t channels, int64_t p0, int64_t p1,          \
-                                    int64_t ldc, T *x);                                \
-    int fnn_im2col_##SFX(const fnn_conv_shape *s, const T *x, T *cols);                \
-    /* x must be zero-filled on entry */                                               \
-    int fnn_col2im_##SFX(const fnn_conv_shape *s, const T *cols, T *x);
-FNN_DECLARE_IM2COL(float, f32)
-FNN_DECLARE_IM2COL(double, f64)
+/* Whole batches: cols (N, C*kH*kW, L); col2im adds into x, zero-filled by the caller. */
+int fnn_im2col_f32(const fnn_conv_shape *s, const float *x, float *cols);
+int fnn_im2col_f64(const fnn_conv_shape *s, const double *x, double *cols);
+int fnn_col2im_f32(const fnn_conv_shape *s, const float *cols, float *x);
+int fnn_col2im_f64(const fnn_conv_shape *s, const double *cols, double *x);
 
 /* conv.c. y and dx must be zero-filled on entry: callers allocate them with
  * calloc/np.zeros, whose fresh pages are zero already, where a memset here would

@@ -3,34 +3,117 @@
  * + ow, the input element under kernel tap (ki, kj), or 0 in the padding.
  *
  * The block forms work on a range [p0, p1) of output positions so that
- * convolution can keep a cache-sized slice of the column matrix per thread. */
-#ifndef FNN_TEMPLATE
-#define FNN_TEMPLATE
+ * convolution can keep a cache-sized slice of the column matrix per thread.
+ * They are compiled once per instruction set (portable, AVX2, AVX-512) from one
+ * body, so that the compiler vectorizes the short row loops inline for each
+ * target; runtime.c picks one set at import and kernels call it per block.
+ *
+ * This file includes itself: once per instruction set, and within each once
+ * per dtype. */
+#if !defined(FNN_ISA) /* ---- top level: the instruction sets ---- */
 #include <omp.h>
-#include <string.h>
 #include "fastnn.h"
 
+#define FNN_NAME3(base, isa, sfx) base##_##isa##_##sfx
+#define FNN_NAME2(base, isa, sfx) FNN_NAME3(base, isa, sfx)
+#define FNN_NAME(base) FNN_NAME2(base, FNN_ISA, SFX)
+
+#define FNN_ISA portable
+#include "im2col.c"
+#undef FNN_ISA
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define FNN_ISA avx2
+#include "im2col.c"
+#undef FNN_ISA
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,prefer-vector-width=512")
+#define FNN_ISA avx512
+#include "im2col.c"
+#undef FNN_ISA
+#pragma GCC pop_options
+
+#define FNN_DEFINE_OPS(isa)                                                                   \
+    const fnn_simd_ops fnn_simd_##isa = {#isa,                                                \
+                                         im2col_block_##isa##_f32, im2col_block_##isa##_f64,  \
+                                         col2im_block_add_##isa##_f32,                        \
+                                         col2im_block_add_##isa##_f64};
+FNN_DEFINE_OPS(portable)
+FNN_DEFINE_OPS(avx2)
+FNN_DEFINE_OPS(avx512)
+
+/* Whole batch, one (image, channel) plane per work item: planes are independent,
+ * so the result does not depend on the thread count. */
+#define FNN_DEFINE_BATCH(T, SFX)                                                              \
+    int fnn_im2col_##SFX(const fnn_conv_shape *s, const T *x, T *cols) {                      \
+        int64_t kk = s->kernel_h * s->kernel_w, L = s->out_h * s->out_w;                       \
+        int64_t hw = s->in_h * s->in_w, planes = s->batch * s->in_channels;                    \
+        _Pragma("omp parallel for schedule(static)")                                           \
+        for (int64_t i = 0; i < planes; i++)                                                   \
+            fnn_simd->im2col_block_##SFX(s, x + i * hw, 1, 0, L, cols + i * kk * L, L);        \
+        return FNN_OK;                                                                         \
+    }                                                                                          \
+    int fnn_col2im_##SFX(const fnn_conv_shape *s, const T *cols, T *x) {                      \
+        int64_t kk = s->kernel_h * s->kernel_w, L = s->out_h * s->out_w;                       \
+        int64_t hw = s->in_h * s->in_w, planes = s->batch * s->in_channels;                    \
+        _Pragma("omp parallel for schedule(static)")                                           \
+        for (int64_t i = 0; i < planes; i++)                                                   \
+            fnn_simd->col2im_block_add_##SFX(s, cols + i * kk * L, 1, 0, L, L, x + i * hw);    \
+        return FNN_OK;                                                                         \
+    }
+FNN_DEFINE_BATCH(float, f32)
+FNN_DEFINE_BATCH(double, f64)
+
+#elif !defined(T) /* ---- one instruction set: the dtypes ---- */
+
 #define T float
-#define SFX(name) name##_f32
-#define VEC(op) fnn_vec->op##_f32
+#define SFX f32
 #include "im2col.c"
 #undef T
 #undef SFX
-#undef VEC
-
 #define T double
-#define SFX(name) name##_f64
-#define VEC(op) fnn_vec->op##_f64
+#define SFX f64
 #include "im2col.c"
+#undef T
+#undef SFX
 
-#else
+#else /* ---- body: one instruction set, one dtype ---- */
+
+/* Strides 1 and 2 (nearly every strided convolution) get loops with a constant
+ * stride, which the compiler vectorizes (with permutes for 2); other strides
+ * fall back to a scalar loop. */
+static inline void FNN_NAME(gather)(int64_t n, const T *src, int64_t stride, T *dst) {
+    if (stride == 1)
+        for (int64_t j = 0; j < n; j++) dst[j] = src[j];
+    else if (stride == 2)
+        for (int64_t j = 0; j < n; j++) dst[j] = src[2 * j];
+    else
+        for (int64_t j = 0; j < n; j++) dst[j] = src[j * stride];
+}
+
+static inline void FNN_NAME(scatter_add)(int64_t n, const T *src, int64_t stride, T *dst) {
+    if (stride == 1)
+        for (int64_t j = 0; j < n; j++) dst[j] += src[j];
+    else if (stride == 2)
+        for (int64_t j = 0; j < n; j++) dst[2 * j] += src[j];
+    else
+        for (int64_t j = 0; j < n; j++) dst[j * stride] += src[j];
+}
+
+static inline void FNN_NAME(zero)(int64_t n, T *dst) {
+    for (int64_t j = 0; j < n; j++) dst[j] = 0;
+}
 
 /* One walk over a block serves both directions: for every (row of the column
  * matrix, output row segment) it finds the taps that land inside the input;
  * im2col gathers them and zeroes the rest, col2im adds them back (padding taps
  * have nowhere to go). The branch is per segment, not per element. */
-static void SFX(walk_block)(const fnn_conv_shape *s, T *x, T *cols, int64_t channels,
-                            int64_t p0, int64_t p1, int64_t ldc, int to_cols) {
+static inline void FNN_NAME(walk_block)(const fnn_conv_shape *s, T *x, T *cols,
+                                        int64_t channels, int64_t p0, int64_t p1, int64_t ldc,
+                                        int to_cols) {
     const int64_t ow_n = s->out_w, sw = s->stride_w;
     for (int64_t c = 0; c < channels; c++)
         for (int64_t ki = 0; ki < s->kernel_h; ki++)
@@ -45,16 +128,16 @@ static void SFX(walk_block)(const fnn_conv_shape *s, T *x, T *cols, int64_t chan
                     int64_t va = lo > a ? lo : a, vb = hi < b ? hi : b;
                     int64_t seg = row + q0; /* index of (oh, ow = 0) in cols */
                     if (ih < 0 || ih >= s->in_h || va >= vb) {
-                        if (to_cols) memset(cols + seg + a, 0, (size_t)(b - a) * sizeof(T));
+                        if (to_cols) FNN_NAME(zero)(b - a, cols + seg + a);
                         continue;
                     }
                     T *xseg = x + (c * s->in_h + ih) * s->in_w + off_w + va * sw;
                     if (to_cols) {
-                        memset(cols + seg + a, 0, (size_t)(va - a) * sizeof(T));
-                        VEC(gather)(vb - va, xseg, sw, cols + seg + va);
-                        memset(cols + seg + vb, 0, (size_t)(b - vb) * sizeof(T));
+                        FNN_NAME(zero)(va - a, cols + seg + a);
+                        FNN_NAME(gather)(vb - va, xseg, sw, cols + seg + va);
+                        FNN_NAME(zero)(b - vb, cols + seg + vb);
                     } else {
-                        VEC(scatter_add)(vb - va, cols + seg + va, sw, xseg);
+                        FNN_NAME(scatter_add)(vb - va, cols + seg + va, sw, xseg);
                     }
                 }
             }
@@ -62,35 +145,15 @@ static void SFX(walk_block)(const fnn_conv_shape *s, T *x, T *cols, int64_t chan
 
 /* Columns [0, p1 - p0) of `cols` (row stride ldc) get positions [p0, p1) of the
  * first `channels` channels of one image `x`. */
-void SFX(fnn_im2col_block)(const fnn_conv_shape *s, const T *x, int64_t channels, int64_t p0,
-                           int64_t p1, T *cols, int64_t ldc) {
-    SFX(walk_block)(s, (T *)x, cols, channels, p0, p1, ldc, 1);
+static void FNN_NAME(im2col_block)(const fnn_conv_shape *s, const T *x, int64_t channels,
+                                   int64_t p0, int64_t p1, T *cols, int64_t ldc) {
+    FNN_NAME(walk_block)(s, (T *)x, cols, channels, p0, p1, ldc, 1);
 }
 
 /* The adjoint: adds the block's columns into the image `x`, overlaps summed. */
-void SFX(fnn_col2im_block_add)(const fnn_conv_shape *s, const T *cols, int64_t channels,
-                               int64_t p0, int64_t p1, int64_t ldc, T *x) {
-    SFX(walk_block)(s, x, (T *)cols, channels, p0, p1, ldc, 0);
-}
-
-/* Whole batch, one (image, channel) plane per work item: planes are independent,
- * so the result does not depend on the thread count. */
-int SFX(fnn_im2col)(const fnn_conv_shape *s, const T *x, T *cols) {
-    int64_t kk = s->kernel_h * s->kernel_w, L = s->out_h * s->out_w;
-    int64_t planes = s->batch * s->in_channels;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < planes; i++)
-        SFX(fnn_im2col_block)(s, x + i * s->in_h * s->in_w, 1, 0, L, cols + i * kk * L, L);
-    return FNN_OK;
-}
-
-int SFX(fnn_col2im)(const fnn_conv_shape *s, const T *cols, T *x) {
-    int64_t kk = s->kernel_h * s->kernel_w, L = s->out_h * s->out_w, hw = s->in_h * s->in_w;
-    int64_t planes = s->batch * s->in_channels;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < planes; i++)
-        SFX(fnn_col2im_block_add)(s, cols + i * kk * L, 1, 0, L, L, x + i * hw);
-    return FNN_OK;
+static void FNN_NAME(col2im_block_add)(const fnn_conv_shape *s, const T *cols, int64_t channels,
+                                       int64_t p0, int64_t p1, int64_t ldc, T *x) {
+    FNN_NAME(walk_block)(s, x, (T *)cols, channels, p0, p1, ldc, 0);
 }
 
 #endif

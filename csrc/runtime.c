@@ -1,4 +1,4 @@
-/* Process-wide setup: the instruction set for vec.c, OpenBLAS threading, and
+/* Process-wide setup: the instruction set for im2col.c, OpenBLAS threading, and
  * the thread count (OpenMP's own, so OMP_NUM_THREADS and threadpoolctl's
  * "openmp" limit control fastnn without a second knob). */
 #include <omp.h>
@@ -11,24 +11,24 @@
 #define FNN_COMPILER "unknown"
 #endif
 
-const fnn_vec_ops *fnn_vec = &fnn_vec_portable;
+const fnn_simd_ops *fnn_simd = &fnn_simd_portable;
 
-/* FASTNN_SIMD=portable|avx2|avx512 asks for a path; one the CPU lacks is not taken. */
-static const fnn_vec_ops *choose_vec_ops(void) {
+/* FASTNN_SIMD=portable|avx2 asks for a path; one the CPU lacks is not taken. */
+static const fnn_simd_ops *choose_simd_ops(void) {
     const char *want = getenv("FASTNN_SIMD");
     int has_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
                      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
     int has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (want && strcmp(want, "portable") == 0) return &fnn_vec_portable;
-    if (want && strcmp(want, "avx2") == 0) return has_avx2 ? &fnn_vec_avx2 : &fnn_vec_portable;
-    if (has_avx512) return &fnn_vec_avx512;
-    if (has_avx2) return &fnn_vec_avx2;
-    return &fnn_vec_portable;
+    if (want && strcmp(want, "portable") == 0) return &fnn_simd_portable;
+    if (want && strcmp(want, "avx2") == 0) return has_avx2 ? &fnn_simd_avx2 : &fnn_simd_portable;
+    if (has_avx512) return &fnn_simd_avx512;
+    if (has_avx2) return &fnn_simd_avx2;
+    return &fnn_simd_portable;
 }
 
 void fnn_init(void) {
     __builtin_cpu_init();
-    fnn_vec = choose_vec_ops();
+    fnn_simd = choose_simd_ops();
     /* OpenMP does all parallel work; a threaded OpenBLAS inside it oversubscribes
      * (DESIGN.md section 2: 110-125 against 156-159 GFLOP/s). */
     fnn_blas_set_num_threads(1);
@@ -36,6 +36,6 @@ void fnn_init(void) {
 
 void fnn_set_num_threads(int n) { omp_set_num_threads(n > 0 ? n : 1); }
 int fnn_get_num_threads(void) { return omp_get_max_threads(); }
-const char *fnn_simd_name(void) { return fnn_vec->name; }
+const char *fnn_simd_name(void) { return fnn_simd->name; }
 const char *fnn_compiler(void) { return FNN_COMPILER; }
 const char *fnn_blas_config(void) { return fnn_blas_get_config(); }
