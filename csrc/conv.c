@@ -30,6 +30,7 @@
 #define FNN_MIN_ITEMS 8
 #define FNN_MIN_CHUNK_ROWS 16
 #define FNN_DW_PARTS 8
+#define FNN_DIRECT_MAX_MG 4
 #define FNN_DW_PARTS_BYTES ((int64_t)64 << 20)
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -114,10 +115,23 @@ static void chunk_range(int64_t rows, int64_t chunks, int64_t j, int64_t *r0, in
     *r1 = rows * (j + 1) / chunks;
 }
 
+/* The groups that channels [c0, c1) touch (groups of `per` channels), and in
+ * each the channels [r0, r1) of the range that lie in it. */
+#define FOR_EACH_GROUP(c0, c1, per, g, r0, r1)                                      \
+    for (int64_t g = (c0) / (per), r0, r1; g * (per) < (c1); g++)                     \
+        if (r0 = max64(c0, g * (per)), r1 = min64(c1, (g + 1) * (per)), r0 < r1)
+
 /* A 1x1, stride-1, unpadded convolution is a plain GEMM on the input itself. */
 static int is_pointwise(const fnn_conv_shape *s) {
     return s->kernel_h == 1 && s->kernel_w == 1 && s->stride_h == 1 && s->stride_w == 1 &&
            s->pad_h == 0 && s->pad_w == 0 && s->out_h == s->in_h && s->out_w == s->in_w;
+}
+
+/* Groups of one input channel with few output channels each (depthwise): a
+ * direct convolution beats im2col + a GEMM with M = Mg and K = kH*kW, which
+ * writes and reads kH*kW copies of the input for 2*Mg flops each. */
+static int is_direct(const fnn_conv_shape *s) {
+    return s->in_channels == s->groups && s->out_channels / s->groups <= FNN_DIRECT_MAX_MG;
 }
 
 #define T float
@@ -156,7 +170,7 @@ static T SFX(sum)(int64_t n, const T *src) {
 /* The sizes every kernel below needs, derived once. */
 typedef struct {
     int64_t G, Cg, Mg, Kg, kk, L, HW;
-    int pointwise;
+    int pointwise, direct;
     fnn_blocking b;
     int64_t P;             /* most positions in one block */
     int64_t ws_per_thread; /* a (Kg, P) column matrix and an (Mg, P) row matrix */
@@ -172,15 +186,16 @@ static SFX(conv_dims) SFX(conv_dims_of)(const fnn_conv_shape *s) {
     d.L = s->out_h * s->out_w;
     d.HW = s->in_h * s->in_w;
     d.pointwise = is_pointwise(s);
+    d.direct = is_direct(s);
     d.b = plan_blocks(s, d.Kg, (int64_t)sizeof(T));
     d.P = block_max_positions(&d.b);
-    d.ws_per_thread = (d.Kg + d.Mg) * d.P;
+    d.ws_per_thread = d.direct ? 0 : (d.Kg + d.Mg) * d.P;
     return d;
 }
 
 static T *SFX(alloc_workspace)(const SFX(conv_dims) *d) {
     size_t n = (size_t)omp_get_max_threads() * (size_t)d->ws_per_thread;
-    return (T *)malloc(n * sizeof(T));
+    return (T *)malloc((n ? n : 1) * sizeof(T));
 }
 
 /* Rows [m, m + rows) of a (N, channels, L) tensor over the positions [q0, q1):
@@ -219,49 +234,11 @@ static const T *SFX(columns)(const fnn_conv_shape *s, const SFX(conv_dims) *d, c
     if (*cached != blk * d->G + g) {
         FOR_EACH_SEGMENT(&d->b, q0, q1, seg)
             SIMD(im2col_block)(s, x + (seg.n * s->in_channels + g * d->Cg) * d->HW, d->Cg,
-                                  seg.p0, seg.p1, cols + seg.at, q1 - q0);
+                               seg.p0, seg.p1, cols + seg.at, q1 - q0);
         *cached = blk * d->G + g;
     }
     *ldb = q1 - q0;
     return cols;
-}
-
-int SFX(fnn_conv2d_forward)(const fnn_conv_shape *s, const T *x, const T *w, const T *bias,
-                            T *y) {
-    const SFX(conv_dims) d = SFX(conv_dims_of)(s);
-    const int64_t chunks = plan_chunks(d.b.blocks, d.Mg, FNN_MIN_CHUNK_ROWS);
-    T *ws = SFX(alloc_workspace)(&d);
-    if (!ws) return FNN_ENOMEM;
-
-#pragma omp parallel
-    {
-        T *cols = ws + omp_get_thread_num() * d.ws_per_thread, *rows = cols + d.Kg * d.P;
-        int64_t cached = -1;
-#pragma omp for schedule(static)
-        for (int64_t it = 0; it < d.b.blocks * chunks; it++) {
-            int64_t blk = it / chunks, q0, q1, m0, m1, ldb, ldo;
-            block_range(&d.b, blk, &q0, &q1);
-            chunk_range(d.Mg, chunks, it % chunks, &m0, &m1);
-            for (int64_t g = 0; g < d.G; g++) {
-                const T *B = SFX(columns)(s, &d, x, blk, g, cols, &cached, &ldb);
-                int64_t m = g * d.Mg + m0;
-                T *out = SFX(block_view)(&d, q0, q1, y, s->out_channels, m, &ldo);
-                /* beta = 1 on the zero-filled output saves OpenBLAS a pass zeroing it */
-                T beta = out ? 1 : 0;
-                if (!out) {
-                    out = rows;
-                    ldo = q1 - q0;
-                }
-                GEMM(0, 0, m1 - m0, q1 - q0, d.Kg, 1, w + m * d.Kg, d.Kg, B, ldb, beta, out, ldo);
-                if (bias)
-                    for (int64_t r = 0; r < m1 - m0; r++)
-                        SFX(add_scalar)(q1 - q0, bias[m + r], out + r * ldo);
-                if (out == rows) SFX(block_copy)(&d, q0, q1, y, s->out_channels, m, m1 - m0, rows, 0);
-            }
-        }
-    }
-    free(ws);
-    return FNN_OK;
 }
 
 /* dy rows [m, m + rows) over a block, as a matrix (a view, or gathered into `buf`). */
@@ -275,65 +252,133 @@ static const T *SFX(dy_rows)(const SFX(conv_dims) *d, const fnn_conv_shape *s, c
     return buf;
 }
 
+/* y rows [m0, m1) (all in group g) over block blk. */
+static void SFX(forward_rows)(const fnn_conv_shape *s, const SFX(conv_dims) *d, const T *x,
+                              const T *w, const T *bias, int64_t blk, int64_t g, int64_t m0,
+                              int64_t m1, T *y, T *cols, T *rows, int64_t *cached) {
+    int64_t q0, q1, ldb, ldo;
+    block_range(&d->b, blk, &q0, &q1);
+    if (d->direct) {
+        FOR_EACH_SEGMENT(&d->b, q0, q1, seg)
+            for (int64_t m = m0; m < m1; m++) {
+                T *yrow = y + (seg.n * s->out_channels + m) * d->L + seg.p0;
+                SIMD(direct_forward_block)(s, x + (seg.n * s->in_channels + g) * d->HW,
+                                           w + m * d->kk, seg.p0, seg.p1, yrow);
+                if (bias) SFX(add_scalar)(seg.p1 - seg.p0, bias[m], yrow);
+            }
+        return;
+    }
+    const T *B = SFX(columns)(s, d, x, blk, g, cols, cached, &ldb);
+    T *out = SFX(block_view)(d, q0, q1, y, s->out_channels, m0, &ldo);
+    /* beta = 1 on the zero-filled output saves OpenBLAS a pass zeroing it */
+    T beta = out ? 1 : 0;
+    if (!out) {
+        out = rows;
+        ldo = q1 - q0;
+    }
+    GEMM(0, 0, m1 - m0, q1 - q0, d->Kg, 1, w + m0 * d->Kg, d->Kg, B, ldb, beta, out, ldo);
+    if (bias)
+        for (int64_t r = 0; r < m1 - m0; r++)
+            SFX(add_scalar)(q1 - q0, bias[m0 + r], out + r * ldo);
+    if (out == rows) SFX(block_copy)(d, q0, q1, y, s->out_channels, m0, m1 - m0, rows, 0);
+}
+
+int SFX(fnn_conv2d_forward)(const fnn_conv_shape *s, const T *x, const T *w, const T *bias,
+                            T *y) {
+    const SFX(conv_dims) d = SFX(conv_dims_of)(s);
+    const int64_t chunks = plan_chunks(d.b.blocks, s->out_channels, FNN_MIN_CHUNK_ROWS);
+    T *ws = SFX(alloc_workspace)(&d);
+    if (!ws) return FNN_ENOMEM;
+
+#pragma omp parallel
+    {
+        T *cols = ws + omp_get_thread_num() * d.ws_per_thread, *rows = cols + d.Kg * d.P;
+        int64_t cached = -1;
+#pragma omp for schedule(static)
+        for (int64_t it = 0; it < d.b.blocks * chunks; it++) {
+            int64_t m0, m1;
+            chunk_range(s->out_channels, chunks, it % chunks, &m0, &m1);
+            FOR_EACH_GROUP(m0, m1, d.Mg, g, r0, r1)
+                SFX(forward_rows)(s, &d, x, w, bias, it / chunks, g, r0, r1, y, cols, rows,
+                                  &cached);
+        }
+    }
+    free(ws);
+    return FNN_OK;
+}
+
 /* One part of the parameter gradients: over blocks [blk0, blk1), rows [m0, m1)
- * of every group, dw = sum dy @ cols^T and db = sum of dy's rows (either may be
- * NULL). dy's rows are summed right after the GEMM has read them. */
+ * (all in group g), dw = sum dy @ cols^T and db = sum of dy's rows (either may
+ * be NULL; dw and db point at this part's own buffers). */
 static void SFX(param_grad_part)(const fnn_conv_shape *s, const SFX(conv_dims) *d,
-                                 const T *dy, const T *x, int64_t blk0, int64_t blk1,
+                                 const T *dy, const T *x, int64_t blk0, int64_t blk1, int64_t g,
                                  int64_t m0, int64_t m1, T *dw, T *db, T *cols, T *rows,
                                  int64_t *cached) {
-    for (int64_t g = 0; g < d->G; g++) {
-        int64_t m = g * d->Mg + m0;
-        if (dw) memset(dw + m * d->Kg, 0, (size_t)((m1 - m0) * d->Kg) * sizeof(T));
-        if (db) memset(db + m, 0, (size_t)(m1 - m0) * sizeof(T));
-        for (int64_t blk = blk0; blk < blk1; blk++) {
-            int64_t q0, q1, ldb, lda;
-            block_range(&d->b, blk, &q0, &q1);
-            const T *A = SFX(dy_rows)(d, s, dy, q0, q1, m, m1 - m0, rows, &lda);
-            if (dw) {
-                const T *B = SFX(columns)(s, d, x, blk, g, cols, cached, &ldb);
-                GEMM(0, 1, m1 - m0, d->Kg, q1 - q0, 1, A, lda, B, ldb, 1, dw + m * d->Kg, d->Kg);
-            }
-            if (db)
-                for (int64_t r = 0; r < m1 - m0; r++) db[m + r] += SFX(sum)(q1 - q0, A + r * lda);
+    if (dw) memset(dw + m0 * d->Kg, 0, (size_t)((m1 - m0) * d->Kg) * sizeof(T));
+    if (db) memset(db + m0, 0, (size_t)(m1 - m0) * sizeof(T));
+    for (int64_t blk = blk0; blk < blk1; blk++) {
+        int64_t q0, q1, ldb, lda;
+        block_range(&d->b, blk, &q0, &q1);
+        if (d->direct) {
+            FOR_EACH_SEGMENT(&d->b, q0, q1, seg)
+                for (int64_t m = m0; m < m1; m++) {
+                    const T *dyrow = dy + (seg.n * s->out_channels + m) * d->L + seg.p0;
+                    if (dw)
+                        SIMD(direct_weight_grad_block)(s, x + (seg.n * s->in_channels + g) * d->HW,
+                                                       dyrow, seg.p0, seg.p1, dw + m * d->kk);
+                    if (db) db[m] += SFX(sum)(seg.p1 - seg.p0, dyrow);
+                }
+            continue;
         }
+        const T *A = SFX(dy_rows)(d, s, dy, q0, q1, m0, m1 - m0, rows, &lda);
+        if (dw) {
+            const T *B = SFX(columns)(s, d, x, blk, g, cols, cached, &ldb);
+            GEMM(0, 1, m1 - m0, d->Kg, q1 - q0, 1, A, lda, B, ldb, 1, dw + m0 * d->Kg, d->Kg);
+        }
+        if (db)
+            for (int64_t r = 0; r < m1 - m0; r++) db[m0 + r] += SFX(sum)(q1 - q0, A + r * lda);
     }
 }
 
-/* dx (channels c0..c1 of each group) += col2im(W^T @ dy) over one block. */
+/* dx channels [c0, c1) (all in group g) += the transposed convolution of dy over one block. */
 static void SFX(input_grad_block)(const fnn_conv_shape *s, const SFX(conv_dims) *d,
-                                  const T *dy, const T *w, int64_t blk, int64_t c0, int64_t c1,
-                                  T *dx, T *cols, T *rows) {
+                                  const T *dy, const T *w, int64_t blk, int64_t g, int64_t c0,
+                                  int64_t c1, T *dx, T *cols, T *rows) {
     int64_t q0, q1, lda, ldc;
     block_range(&d->b, blk, &q0, &q1);
-    for (int64_t g = 0; g < d->G; g++) {
-        const T *wg = w + g * d->Mg * d->Kg + c0 * d->kk;
-        const T *A = SFX(dy_rows)(d, s, dy, q0, q1, g * d->Mg, d->Mg, rows, &lda);
-        int64_t k = (c1 - c0) * d->kk;
-        T *out = d->pointwise ? SFX(block_view)(d, q0, q1, dx, s->in_channels, g * d->Cg + c0, &ldc)
-                              : NULL;
-        if (out) {
-            GEMM(1, 0, k, q1 - q0, d->Mg, 1, wg, d->Kg, A, lda, 1, out, ldc);
-            continue;
-        }
-        GEMM(1, 0, k, q1 - q0, d->Mg, 1, wg, d->Kg, A, lda, 0, cols, q1 - q0);
+    if (d->direct) {
         FOR_EACH_SEGMENT(&d->b, q0, q1, seg)
-            SIMD(col2im_block_add)(s, cols + seg.at, c1 - c0, seg.p0, seg.p1, q1 - q0,
-                                      dx + (seg.n * s->in_channels + g * d->Cg + c0) * d->HW);
+            for (int64_t m = g * d->Mg; m < (g + 1) * d->Mg; m++)
+                SIMD(direct_input_grad_block)(s, dy + (seg.n * s->out_channels + m) * d->L + seg.p0,
+                                              w + m * d->kk, seg.p0, seg.p1,
+                                              dx + (seg.n * s->in_channels + g) * d->HW);
+        return;
     }
+    const T *wg = w + g * d->Mg * d->Kg + (c0 - g * d->Cg) * d->kk;
+    const T *A = SFX(dy_rows)(d, s, dy, q0, q1, g * d->Mg, d->Mg, rows, &lda);
+    int64_t k = (c1 - c0) * d->kk;
+    T *out = d->pointwise ? SFX(block_view)(d, q0, q1, dx, s->in_channels, c0, &ldc) : NULL;
+    if (out) {
+        GEMM(1, 0, k, q1 - q0, d->Mg, 1, wg, d->Kg, A, lda, 1, out, ldc);
+        return;
+    }
+    GEMM(1, 0, k, q1 - q0, d->Mg, 1, wg, d->Kg, A, lda, 0, cols, q1 - q0);
+    FOR_EACH_SEGMENT(&d->b, q0, q1, seg)
+        SIMD(col2im_block_add)(s, cols + seg.at, c1 - c0, seg.p0, seg.p1, q1 - q0,
+                               dx + (seg.n * s->in_channels + c0) * d->HW);
 }
 
 int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, const T *w,
                              T *dx, T *dw, T *db) {
     const SFX(conv_dims) d = SFX(conv_dims_of)(s);
-    const int64_t nb = d.b.blocks, w_size = dw ? s->out_channels * d.Kg : 0;
-    const int64_t part_size = w_size + (db ? s->out_channels : 0);
+    const int64_t nb = d.b.blocks, M = s->out_channels, C = s->in_channels;
+    const int64_t w_size = dw ? M * d.Kg : 0, part_size = w_size + (db ? M : 0);
     /* parameter gradients: a fixed number of parts of the blocks, each summed
      * into its own buffer (part 0 into dw and db themselves) */
     const int64_t parts = max64(1, min64(min64(nb, FNN_DW_PARTS),
                                          FNN_DW_PARTS_BYTES / max64(1, part_size * (int64_t)sizeof(T))));
-    const int64_t w_chunks = plan_chunks(parts, d.Mg, FNN_MIN_CHUNK_ROWS);
-    const int64_t x_chunks = plan_chunks(nb, d.Cg, ceil_div(FNN_MIN_CHUNK_ROWS, d.kk));
+    const int64_t w_chunks = plan_chunks(parts, M, FNN_MIN_CHUNK_ROWS);
+    const int64_t x_chunks = plan_chunks(nb, C, ceil_div(FNN_MIN_CHUNK_ROWS, d.kk));
     T *ws = SFX(alloc_workspace)(&d);
     T *partial = parts > 1 && part_size ? (T *)malloc((size_t)((parts - 1) * part_size) * sizeof(T))
                                         : NULL;
@@ -352,10 +397,11 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
             for (int64_t u = 0; u < parts * w_chunks; u++) {
                 int64_t p = u / w_chunks, m0, m1;
                 T *mine = p == 0 ? NULL : partial + (p - 1) * part_size;
-                chunk_range(d.Mg, w_chunks, u % w_chunks, &m0, &m1);
-                SFX(param_grad_part)(s, &d, dy, x, nb * p / parts, nb * (p + 1) / parts, m0, m1,
-                                     dw ? (mine ? mine : dw) : NULL,
-                                     db ? (mine ? mine + w_size : db) : NULL, cols, rows, &cached);
+                T *pdw = dw ? (mine ? mine : dw) : NULL, *pdb = db ? (mine ? mine + w_size : db) : NULL;
+                chunk_range(M, w_chunks, u % w_chunks, &m0, &m1);
+                FOR_EACH_GROUP(m0, m1, d.Mg, g, r0, r1)
+                    SFX(param_grad_part)(s, &d, dy, x, nb * p / parts, nb * (p + 1) / parts, g,
+                                         r0, r1, pdw, pdb, cols, rows, &cached);
             }
 #pragma omp for schedule(static)
             for (int64_t e = 0; e < part_size; e++) {
@@ -368,10 +414,10 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
                 int64_t count = (nb + 1 - phase) / 2;
 #pragma omp for schedule(static)
                 for (int64_t it = 0; it < count * x_chunks; it++) {
-                    int64_t c0, c1;
-                    chunk_range(d.Cg, x_chunks, it % x_chunks, &c0, &c1);
-                    SFX(input_grad_block)(s, &d, dy, w, 2 * (it / x_chunks) + phase, c0, c1, dx,
-                                          cols, rows);
+                    int64_t c0, c1, blk = 2 * (it / x_chunks) + phase;
+                    chunk_range(C, x_chunks, it % x_chunks, &c0, &c1);
+                    FOR_EACH_GROUP(c0, c1, d.Cg, g, r0, r1)
+                        SFX(input_grad_block)(s, &d, dy, w, blk, g, r0, r1, dx, cols, rows);
                 }
             }
         }

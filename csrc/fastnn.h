@@ -34,27 +34,42 @@ const char *fnn_simd_name(void);
 const char *fnn_compiler(void);
 const char *fnn_blas_config(void);
 
-/* im2col.c: the block forms of im2col and col2im, one implementation per
- * instruction set, chosen once by fnn_init (FASTNN_SIMD=portable|avx2 forces
- * one). im2col_block fills columns [0, p1 - p0) of `cols` (row stride ldc) with
- * output positions [p0, p1) of the first `channels` channels of one image x;
- * col2im_block_add adds such columns back into x. */
-#define FNN_DECLARE_BLOCK_OPS(T, SFX)                                                   \
-    void (*im2col_block_##SFX)(const fnn_conv_shape *s, const T *x, int64_t channels,   \
+/* im2col.c: the per-block kernels, one implementation per instruction set,
+ * chosen once by fnn_init (FASTNN_SIMD=portable|avx2 forces one). All work on
+ * output positions [p0, p1) of one image.
+ * - im2col_block fills columns [0, p1 - p0) of `cols` (row stride ldc) from the
+ *   first `channels` channels of x; col2im_block_add adds such columns back.
+ * - direct_*: a direct convolution of one input channel x (a plane) with the
+ *   kH*kW taps w of one output channel: y += conv (forward), dx += its transpose
+ *   applied to dy, dw += the correlation of dy with x. */
+#define FNN_BLOCK_OPS(T, SFX)                                                                \
+    void (*im2col_block_##SFX)(const fnn_conv_shape *s, const T *x, int64_t channels,        \
                                int64_t p0, int64_t p1, T *cols, int64_t ldc);
-#define FNN_DECLARE_BLOCK_ADD(T, SFX)                                                   \
-    void (*col2im_block_add_##SFX)(const fnn_conv_shape *s, const T *cols,              \
-                                   int64_t channels, int64_t p0, int64_t p1, int64_t ldc, \
-                                   T *x);
+#define FNN_BLOCK_ADD_OPS(T, SFX)                                                            \
+    void (*col2im_block_add_##SFX)(const fnn_conv_shape *s, const T *cols, int64_t channels, \
+                                   int64_t p0, int64_t p1, int64_t ldc, T *x);
+#define FNN_DIRECT_OPS(T, SFX)                                                               \
+    void (*direct_forward_block_##SFX)(const fnn_conv_shape *s, const T *x, const T *w,      \
+                                       int64_t p0, int64_t p1, T *y);
+#define FNN_DIRECT_DX_OPS(T, SFX)                                                            \
+    void (*direct_input_grad_block_##SFX)(const fnn_conv_shape *s, const T *dy, const T *w,  \
+                                          int64_t p0, int64_t p1, T *dx);
+#define FNN_DIRECT_DW_OPS(T, SFX)                                                            \
+    void (*direct_weight_grad_block_##SFX)(const fnn_conv_shape *s, const T *x, const T *dy, \
+                                           int64_t p0, int64_t p1, T *dw);
 typedef struct {
     const char *name;
-    FNN_DECLARE_BLOCK_OPS(float, f32)
-    FNN_DECLARE_BLOCK_OPS(double, f64)
-    FNN_DECLARE_BLOCK_ADD(float, f32)
-    FNN_DECLARE_BLOCK_ADD(double, f64)
+    FNN_BLOCK_OPS(float, f32) FNN_BLOCK_OPS(double, f64)
+    FNN_BLOCK_ADD_OPS(float, f32) FNN_BLOCK_ADD_OPS(double, f64)
+    FNN_DIRECT_OPS(float, f32) FNN_DIRECT_OPS(double, f64)
+    FNN_DIRECT_DX_OPS(float, f32) FNN_DIRECT_DX_OPS(double, f64)
+    FNN_DIRECT_DW_OPS(float, f32) FNN_DIRECT_DW_OPS(double, f64)
 } fnn_simd_ops;
-#undef FNN_DECLARE_BLOCK_OPS
-#undef FNN_DECLARE_BLOCK_ADD
+#undef FNN_BLOCK_OPS
+#undef FNN_BLOCK_ADD_OPS
+#undef FNN_DIRECT_OPS
+#undef FNN_DIRECT_DX_OPS
+#undef FNN_DIRECT_DW_OPS
 
 extern const fnn_simd_ops fnn_simd_portable, fnn_simd_avx2, fnn_simd_avx512;
 extern const fnn_simd_ops *fnn_simd;

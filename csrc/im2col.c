@@ -18,6 +18,18 @@
 #define FNN_NAME2(base, isa, sfx) FNN_NAME3(base, isa, sfx)
 #define FNN_NAME(base) FNN_NAME2(base, FNN_ISA, SFX)
 
+/* What a walk over a block does with each in-bounds row segment of a tap. The
+ * first two move data between the image and a column matrix; the last three are
+ * a direct convolution of one input channel, where every tap reads or writes
+ * the same row (ldc = 0) and carries a weight. */
+enum {
+    FNN_WALK_IM2COL,  /* cols[tap][p] = x[...], zero in the padding */
+    FNN_WALK_COL2IM,  /* x[...] += cols[tap][p] */
+    FNN_WALK_AXPY,    /* row[p] += w[tap] * x[...] */
+    FNN_WALK_SCATTER, /* x[...] += w[tap] * row[p] */
+    FNN_WALK_DOT      /* w[tap] += sum_p row[p] * x[...] */
+};
+
 #define FNN_ISA portable
 #include "im2col.c"
 #undef FNN_ISA
@@ -36,11 +48,14 @@
 #undef FNN_ISA
 #pragma GCC pop_options
 
+#define FNN_OPS_OF(name, isa) name##_##isa##_f32, name##_##isa##_f64
 #define FNN_DEFINE_OPS(isa)                                                                   \
     const fnn_simd_ops fnn_simd_##isa = {#isa,                                                \
-                                         im2col_block_##isa##_f32, im2col_block_##isa##_f64,  \
-                                         col2im_block_add_##isa##_f32,                        \
-                                         col2im_block_add_##isa##_f64};
+                                         FNN_OPS_OF(im2col_block, isa),                       \
+                                         FNN_OPS_OF(col2im_block_add, isa),                   \
+                                         FNN_OPS_OF(direct_forward_block, isa),               \
+                                         FNN_OPS_OF(direct_input_grad_block, isa),            \
+                                         FNN_OPS_OF(direct_weight_grad_block, isa)};
 FNN_DEFINE_OPS(portable)
 FNN_DEFINE_OPS(avx2)
 FNN_DEFINE_OPS(avx512)
@@ -107,18 +122,44 @@ static inline void FNN_NAME(zero)(int64_t n, T *dst) {
     for (int64_t j = 0; j < n; j++) dst[j] = 0;
 }
 
-/* One walk over a block serves both directions: for every (row of the column
- * matrix, output row segment) it finds the taps that land inside the input;
- * im2col gathers them and zeroes the rest, col2im adds them back (padding taps
- * have nowhere to go). The branch is per segment, not per element. */
-static inline void FNN_NAME(walk_block)(const fnn_conv_shape *s, T *x, T *cols,
+/* sum_j a[j] * b[j * stride], in eight partial sums (a fixed order) */
+static inline T FNN_NAME(dot)(int64_t n, const T *a, const T *b, int64_t stride) {
+    T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t j = 0;
+    if (stride == 1)
+        for (; j + 8 <= n; j += 8)
+            for (int k = 0; k < 8; k++) acc[k] += a[j + k] * b[j + k];
+    for (; j < n; j++) acc[j & 7] += a[j] * b[j * stride];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+static inline void FNN_NAME(axpy)(int64_t n, T alpha, const T *src, int64_t stride, T *dst) {
+    if (stride == 1)
+        for (int64_t j = 0; j < n; j++) dst[j] += alpha * src[j];
+    else
+        for (int64_t j = 0; j < n; j++) dst[j] += alpha * src[j * stride];
+}
+
+static inline void FNN_NAME(scatter_axpy)(int64_t n, T alpha, const T *src, int64_t stride,
+                                          T *dst) {
+    if (stride == 1)
+        for (int64_t j = 0; j < n; j++) dst[j] += alpha * src[j];
+    else
+        for (int64_t j = 0; j < n; j++) dst[j * stride] += alpha * src[j];
+}
+
+/* One walk serves all five: for every (tap row, output row segment) it finds
+ * the part that lands inside the input; the branch on `mode` is per segment and
+ * folds away, since every caller passes a constant. */
+static inline void FNN_NAME(walk_block)(const fnn_conv_shape *s, T *x, T *cols, T *w,
                                         int64_t channels, int64_t p0, int64_t p1, int64_t ldc,
-                                        int to_cols) {
+                                        int mode) {
     const int64_t ow_n = s->out_w, sw = s->stride_w;
     for (int64_t c = 0; c < channels; c++)
         for (int64_t ki = 0; ki < s->kernel_h; ki++)
             for (int64_t kj = 0; kj < s->kernel_w; kj++) {
-                int64_t row = ((c * s->kernel_h + ki) * s->kernel_w + kj) * ldc - p0;
+                int64_t tap = (c * s->kernel_h + ki) * s->kernel_w + kj;
+                int64_t row = tap * ldc - p0;
                 int64_t off_w = kj * s->dilation_w - s->pad_w, lo, hi;
                 fnn_valid_range(off_w, sw, s->in_w, ow_n, &lo, &hi);
                 for (int64_t oh = p0 / ow_n; oh * ow_n < p1; oh++) {
@@ -128,32 +169,55 @@ static inline void FNN_NAME(walk_block)(const fnn_conv_shape *s, T *x, T *cols,
                     int64_t va = lo > a ? lo : a, vb = hi < b ? hi : b;
                     int64_t seg = row + q0; /* index of (oh, ow = 0) in cols */
                     if (ih < 0 || ih >= s->in_h || va >= vb) {
-                        if (to_cols) FNN_NAME(zero)(b - a, cols + seg + a);
+                        if (mode == FNN_WALK_IM2COL) FNN_NAME(zero)(b - a, cols + seg + a);
                         continue;
                     }
                     T *xseg = x + (c * s->in_h + ih) * s->in_w + off_w + va * sw;
-                    if (to_cols) {
+                    switch (mode) {
+                    case FNN_WALK_IM2COL:
                         FNN_NAME(zero)(va - a, cols + seg + a);
                         FNN_NAME(gather)(vb - va, xseg, sw, cols + seg + va);
                         FNN_NAME(zero)(b - vb, cols + seg + vb);
-                    } else {
+                        break;
+                    case FNN_WALK_COL2IM:
                         FNN_NAME(scatter_add)(vb - va, cols + seg + va, sw, xseg);
+                        break;
+                    case FNN_WALK_AXPY:
+                        FNN_NAME(axpy)(vb - va, w[tap], xseg, sw, cols + seg + va);
+                        break;
+                    case FNN_WALK_SCATTER:
+                        FNN_NAME(scatter_axpy)(vb - va, w[tap], cols + seg + va, sw, xseg);
+                        break;
+                    default:
+                        w[tap] += FNN_NAME(dot)(vb - va, cols + seg + va, xseg, sw);
                     }
                 }
             }
 }
 
-/* Columns [0, p1 - p0) of `cols` (row stride ldc) get positions [p0, p1) of the
- * first `channels` channels of one image `x`. */
 static void FNN_NAME(im2col_block)(const fnn_conv_shape *s, const T *x, int64_t channels,
                                    int64_t p0, int64_t p1, T *cols, int64_t ldc) {
-    FNN_NAME(walk_block)(s, (T *)x, cols, channels, p0, p1, ldc, 1);
+    FNN_NAME(walk_block)(s, (T *)x, cols, NULL, channels, p0, p1, ldc, FNN_WALK_IM2COL);
 }
 
-/* The adjoint: adds the block's columns into the image `x`, overlaps summed. */
 static void FNN_NAME(col2im_block_add)(const fnn_conv_shape *s, const T *cols, int64_t channels,
                                        int64_t p0, int64_t p1, int64_t ldc, T *x) {
-    FNN_NAME(walk_block)(s, x, (T *)cols, channels, p0, p1, ldc, 0);
+    FNN_NAME(walk_block)(s, x, (T *)cols, NULL, channels, p0, p1, ldc, FNN_WALK_COL2IM);
+}
+
+static void FNN_NAME(direct_forward_block)(const fnn_conv_shape *s, const T *x, const T *w,
+                                           int64_t p0, int64_t p1, T *y) {
+    FNN_NAME(walk_block)(s, (T *)x, y, (T *)w, 1, p0, p1, 0, FNN_WALK_AXPY);
+}
+
+static void FNN_NAME(direct_input_grad_block)(const fnn_conv_shape *s, const T *dy, const T *w,
+                                              int64_t p0, int64_t p1, T *dx) {
+    FNN_NAME(walk_block)(s, dx, (T *)dy, (T *)w, 1, p0, p1, 0, FNN_WALK_SCATTER);
+}
+
+static void FNN_NAME(direct_weight_grad_block)(const fnn_conv_shape *s, const T *x, const T *dy,
+                                               int64_t p0, int64_t p1, T *dw) {
+    FNN_NAME(walk_block)(s, (T *)x, (T *)dy, dw, 1, p0, p1, 0, FNN_WALK_DOT);
 }
 
 #endif
