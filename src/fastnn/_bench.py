@@ -23,7 +23,10 @@ The rules it follows, each learnt on 2-vCPU shared machines:
 - Another tenant sometimes takes a whole core. A quick float32 GEMM on all
   cores (`Probe`) runs before every sample; a sample is clean when the probes
   just before and just after it reach `CLEAN_FRACTION` of the best probe of the
-  run. Dirty samples are dropped, counted and retaken.
+  run and, where Linux keeps scheduler statistics, our threads waited for a
+  CPU during no more than `STALL_LIMIT` of the sample itself: a tenant that
+  comes and goes within tens of ms slips between two probes, not past the
+  scheduler's count. Dirty samples are dropped, counted and retaken.
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -44,7 +47,7 @@ from fastnn._cases import ConvCase
 from fastnn._validate import ConvGeometry, conv_geometry
 
 __all__ = [
-    "PAUSE_S", "CLEAN_FRACTION", "MODES", "Contender", "Timing", "Probe",
+    "PAUSE_S", "CLEAN_FRACTION", "STALL_LIMIT", "MODES", "Contender", "Timing", "Reading", "Probe",
     "measure", "usable_cores", "set_threads", "torch_available", "geometry", "grad_output",
     "conv_call", "reference_settle", "gemm_yardstick", "check_case", "format_table", "Progress",
 ]
@@ -53,6 +56,13 @@ __all__ = [
 PAUSE_S = 0.015
 # A probe below this fraction of the best one means another tenant holds a core.
 CLEAN_FRACTION = 0.85
+# A sample during which our threads waited for a CPU longer than this share of
+# it, plus a little, was disturbed (a tenant on a core: 50-100%). The little is
+# for waking sleeping threads, which on a virtual machine takes tens of us each
+# and counts as waiting: a 3 ms sample that wakes a BLAS worker a few times
+# must not count as disturbed.
+STALL_LIMIT = 0.03
+STALL_SLACK_S = 0.001
 # A slow CPU clock bounds how long OpenBLAS workers may keep spinning.
 _MIN_CLOCK_HZ = 2.0e9
 # "fwd": forward only; "fwdbwd": forward then the backward of all three gradients.
@@ -82,7 +92,7 @@ def torch_available() -> bool:
     """Whether PyTorch can be imported (it is optional everywhere)."""
     try:
         import torch  # noqa: F401
-    except ImportError:
+    except Exception:  # not installed, or installed but broken: skip it alike
         return False
     return True
 
@@ -147,6 +157,50 @@ def _numpy_settle() -> float:
 # --------------------------------------------------------------------------- measuring
 
 
+class _RunDelay:
+    """How long this process's threads were runnable but waiting for a CPU (Linux).
+
+    The scheduler counts it per thread (second field of
+    /proc/self/task/<tid>/schedstat, in ns). Any such wait during a sample means
+    something competed with the contender for a core: a tenant, or our own
+    leftover worker threads still spinning. Where the files do not exist (not
+    Linux, no scheduler statistics) snapshots are None and only the probe
+    judges the samples.
+    """
+
+    def snapshot(self) -> Optional[Dict[str, int]]:
+        try:
+            tids = os.listdir("/proc/self/task")
+        except OSError:
+            return None
+        waits = {}
+        for tid in tids:
+            try:
+                with open(f"/proc/self/task/{tid}/schedstat") as f:
+                    waits[tid] = int(f.read().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # the thread just ended, or no statistics
+        return waits or None
+
+    @staticmethod
+    def waited(before: Optional[Dict[str, int]], after: Optional[Dict[str, int]]) -> float:
+        """Seconds waited between two snapshots (0 without statistics).
+
+        Per thread, so that a thread ending in between does not count negative.
+        """
+        if before is None or after is None:
+            return 0.0
+        return sum(ns - before.get(tid, 0) for tid, ns in after.items()) / 1e9
+
+
+def _undisturbed(waited: float, seconds: float) -> bool:
+    """Whether our threads waited for a CPU no longer than a quiet machine makes them."""
+    return waited <= STALL_LIMIT * seconds + STALL_SLACK_S
+
+
+_run_delay = _RunDelay()
+
+
 @dataclass
 class Contender:
     """One thing to time.
@@ -204,11 +258,21 @@ class Timing:
         return min(samples) if stat == "best" else statistics.median(samples)
 
 
+class Reading(NamedTuple):
+    """One probe: its rate (GFLOP/s), its duration and how long our threads waited meanwhile."""
+
+    rate: float
+    seconds: float = 0.0
+    waited: float = 0.0
+
+
 class Probe:
     """A fixed batch of float32 GEMMs on all cores: its rate shows whether we have them.
 
     With 2 threads on 2 cores, a tenant holding one core slows the probe by far
-    more than 15%, while the run-to-run spread of a quiet machine stays within it.
+    more than 15% (measured: 190 -> 20-90 GFLOP/s), while the spread of a quiet
+    machine stays within it. The probe also catches what the scheduler's
+    statistics cannot see: a core taken away by the hypervisor.
 
     Parameters
     ----------
@@ -219,42 +283,46 @@ class Probe:
         The probe computes `batch` products of `size` x `size` matrices (about
         1.5 ms with 2 threads at 2.6 GHz).
     wait_budget : float
-        The longest total time `wait_quiet` may wait over the probe's life.
+        The longest total time `wait_quiet` may wait over the probe's life: a
+        machine that never gets quiet must not make a run endless (its samples
+        are then dropped, or flagged when none is clean).
     """
 
     def __init__(self, threads: Optional[int] = None, size: int = 256, batch: int = 8,
                  wait_budget: float = 120.0) -> None:
         self.threads = threads or usable_cores()
-        # total seconds `wait_quiet` may wait in this run: a machine that never
-        # gets quiet must not make a run endless (its samples are then dropped)
-        self.wait_budget = wait_budget
-        self.waited = 0.0
         rng = np.random.default_rng(1)
         self._a = rng.standard_normal((size, size), dtype=np.float32)
         self._b = rng.standard_normal((batch, size, size), dtype=np.float32)
         self._c = np.empty_like(self._b)
         self._flops = 2.0 * batch * size ** 3
         self.best = 0.0
+        self.wait_budget = wait_budget
+        self.waited = 0.0
 
-    def __call__(self, repeats: int = 3) -> float:
-        """The best rate of `repeats` runs in GFLOP/s (after `PAUSE_S`); updates `best`."""
+    def __call__(self, repeats: int = 3) -> Reading:
+        """The best of `repeats` runs (after `PAUSE_S`); updates `best`."""
         before = fastnn.get_num_threads()
         fastnn.set_num_threads(self.threads)
         time.sleep(PAUSE_S)
         fastest = math.inf
+        w0, t0 = _run_delay.snapshot(), time.perf_counter()
         try:
             for _ in range(repeats):
-                t0 = time.perf_counter()
+                t = time.perf_counter()
                 _kernels.gemm_batch(self._a, self._b, self._c)
-                fastest = min(fastest, time.perf_counter() - t0)
+                fastest = min(fastest, time.perf_counter() - t)
         finally:
             fastnn.set_num_threads(before)
+        waited = _run_delay.waited(w0, _run_delay.snapshot())
         rate = self._flops / fastest / 1e9
         self.best = max(self.best, rate)
-        return rate
+        return Reading(rate, time.perf_counter() - t0, waited)
 
-    def is_clean(self, rate: float) -> bool:
-        return rate >= CLEAN_FRACTION * self.best
+    def is_clean(self, reading: Reading) -> bool:
+        """Near the best rate, and our threads hardly waited for a CPU meanwhile."""
+        return (reading.rate >= CLEAN_FRACTION * self.best
+                and _undisturbed(reading.waited, reading.seconds))
 
     def calibrate(self, probes: int = 5) -> float:
         """A few probes to learn the quiet machine's rate; returns the best."""
@@ -262,16 +330,16 @@ class Probe:
             self()
         return self.best
 
-    def wait_quiet(self, max_wait: float) -> float:
-        """Probe until the machine looks quiet or `max_wait` seconds passed; the last rate."""
+    def wait_quiet(self, max_wait: float) -> Reading:
+        """Probe until the machine looks quiet or `max_wait` seconds passed; the last reading."""
         start = time.perf_counter()
         max_wait = min(max_wait, self.wait_budget - self.waited)
-        rate = self()
-        while not self.is_clean(rate) and time.perf_counter() - start < max_wait:
+        reading = self()
+        while not self.is_clean(reading) and time.perf_counter() - start < max_wait:
             time.sleep(0.05)
-            rate = self()
+            reading = self()
         self.waited += time.perf_counter() - start
-        return rate
+        return reading
 
 
 def _calibrate(contender: Contender, target: float) -> int:
@@ -286,8 +354,11 @@ def _calibrate(contender: Contender, target: float) -> int:
     return max(1, min(10_000, round(target / max(elapsed, 1e-9))))
 
 
-def _sample(contender: Contender, number: int) -> float:
-    """Seconds per call over `number` back-to-back calls, garbage collector off (as timeit)."""
+def _sample(contender: Contender, number: int) -> Tuple[float, float]:
+    """(seconds, seconds our threads waited for a CPU) of `number` back-to-back calls.
+
+    The garbage collector is off meanwhile, as in timeit.
+    """
     if contender.before is not None:
         contender.before()
     time.sleep(PAUSE_S)
@@ -295,21 +366,46 @@ def _sample(contender: Contender, number: int) -> float:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
+        w0 = _run_delay.snapshot()
         t0 = time.perf_counter()
         for _ in range(number):
             call()
         elapsed = time.perf_counter() - t0
+        w1 = _run_delay.snapshot()
     finally:
         if gc_was_enabled:
             gc.enable()
     time.sleep(max(0.0, contender.settle - PAUSE_S))
-    return elapsed / number
+    return elapsed, _run_delay.waited(w0, w1)
+
+
+class _Sample(NamedTuple):
+    name: str
+    seconds: float  # all calls of the sample
+    waited: float
+    before: Reading
+    after: Reading
+
+
+def _describe(s: _Sample, number: int, probe: Optional[Probe], clean: bool) -> str:
+    """One line about a sample, for `measure`'s log."""
+    best = probe.best if probe else math.inf
+    return (f"{s.name:<22} {1e3 * s.seconds / number:9.3f} ms/call x{number:<4} waited "
+            f"{1e3 * s.waited:7.2f} ms; probes {s.before.rate:.0f}, {s.after.rate:.0f} "
+            f"(waited {1e3 * s.before.waited:.2f}, {1e3 * s.after.waited:.2f} ms) of best "
+            f"{best:.0f} GFLOP/s: {'clean' if clean else 'DIRTY'}")
 
 
 def measure(contenders: Sequence[Contender], rounds: int = 7, probe: Optional[Probe] = None,
             target: float = 0.05, min_clean: int = 3, max_extra_rounds: int = 6,
-            max_wait: float = 2.0) -> Dict[str, Timing]:
+            max_wait: float = 2.0, log: Optional[Callable[[str], None]] = None
+            ) -> Dict[str, Timing]:
     """Time the contenders interleaved: one sample of each per round.
+
+    A sample is clean when the probes just before and after it are (see
+    `Probe.is_clean`) and our threads waited for a CPU during no more than
+    `STALL_LIMIT` of it (plus `STALL_SLACK_S`). Samples are judged at the end,
+    against the best probe of the whole run.
 
     Parameters
     ----------
@@ -321,10 +417,13 @@ def measure(contenders: Sequence[Contender], rounds: int = 7, probe: Optional[Pr
     target : float
         Seconds one sample should last (many calls of a fast contender).
     min_clean : int
-        Extra rounds are run, up to `max_extra_rounds`, for contenders that have
-        fewer clean samples than this (or than they could have had).
+        Extra rounds are run, up to `max_extra_rounds`, for contenders with
+        fewer clean samples than this (and time left in their `max_time`).
     max_wait : float
         Longest wait, in seconds, for a quiet machine before each sample.
+    log : callable, optional
+        Given one line per sample (time, waits, probes, verdict), to see why
+        samples were dropped.
 
     Returns
     -------
@@ -332,37 +431,39 @@ def measure(contenders: Sequence[Contender], rounds: int = 7, probe: Optional[Pr
         Contender name -> Timing.
     """
     numbers = {c.name: _calibrate(c, target) for c in contenders}
-    timings = {c.name: Timing(c.name, number=numbers[c.name]) for c in contenders}
     spent = {c.name: 0.0 for c in contenders}
-    # (contender, seconds per call, probe before, probe after): judged at the end,
-    # against the best probe of the whole run
-    taken: List[Tuple[str, float, float, float]] = []
+    taken: List[_Sample] = []
+
+    def clean(s: _Sample) -> bool:
+        return probe is None or (probe.is_clean(s.before) and probe.is_clean(s.after)
+                                 and _undisturbed(s.waited, s.seconds))
 
     def wanted(c: Contender, extra: bool) -> bool:
         if spent[c.name] >= c.max_time:  # never true before the first sample
             return False
-        if not extra:
-            return True
-        clean = sum(1 for name, _, p0, p1 in taken if name == c.name
-                    and probe.is_clean(p0) and probe.is_clean(p1))
-        return clean < min(min_clean, rounds)
+        return not extra or sum(clean(s) for s in taken if s.name == c.name) < min(min_clean,
+                                                                                   rounds)
 
-    rate = probe.wait_quiet(max_wait) if probe else math.inf
+    quiet = Reading(math.inf)
+    reading = probe.wait_quiet(max_wait) if probe else quiet
     for r in range(rounds + (max_extra_rounds if probe else 0)):
-        extra = r >= rounds
-        active = [c for c in contenders if wanted(c, extra)]
+        active = [c for c in contenders if wanted(c, extra=r >= rounds)]
         if not active:
             break
         shift = r % len(active)  # rotate, so no contender always follows the same one
         for c in active[shift:] + active[:shift]:
-            seconds = _sample(c, numbers[c.name])
-            spent[c.name] += seconds * numbers[c.name]
-            after = probe.wait_quiet(max_wait) if probe else math.inf
-            taken.append((c.name, seconds, rate, after))
-            rate = after
-    for name, seconds, p0, p1 in taken:
-        clean = probe is None or (probe.is_clean(p0) and probe.is_clean(p1))
-        (timings[name].clean if clean else timings[name].dirty).append(seconds)
+            seconds, waited = _sample(c, numbers[c.name])
+            spent[c.name] += seconds
+            after = probe.wait_quiet(max_wait) if probe else quiet
+            taken.append(_Sample(c.name, seconds, waited, reading, after))
+            if log is not None:
+                log(_describe(taken[-1], numbers[c.name], probe, clean(taken[-1])))
+            reading = after
+
+    timings = {c.name: Timing(c.name, number=numbers[c.name]) for c in contenders}
+    for s in taken:
+        per_call = s.seconds / numbers[s.name]
+        (timings[s.name].clean if clean(s) else timings[s.name].dirty).append(per_call)
     return timings
 
 

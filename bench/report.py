@@ -1,0 +1,218 @@
+"""Speed report of fastnn's convolutions: one table per thread count.
+
+Usage::
+
+    python bench/report.py [--threads 1 2] [--cases name,...] [--quick]
+                           [--rounds N] [--stat median|best]
+
+For every case of `fastnn._cases.BENCH_CASES` (or `QUICK_CASES` with
+``--quick``), forward and forward+backward, each table gives fastnn's time, its
+speedup over the NumPy reference and over PyTorch (when installed), its
+GFLOP/s, the GFLOP/s of a plain GEMM of the same sizes (the yardstick: what the
+convolution would reach if building its columns cost nothing) and fastnn's
+share of it. A last table gives fastnn's speedup from the fewest to the most
+threads.
+
+All contenders of a case (every implementation, pass and thread count, and the
+yardstick) are timed interleaved, round by round, in this one process, so the
+ratios compare like with like; see `fastnn._bench` for the rules. Timings of
+different runs are not comparable on a shared machine: compare ratios.
+"""
+import os
+
+# Must precede NumPy's import (fastnn imports it): NumPy's OpenBLAS workers then
+# sleep after ~0.4 ms instead of spinning ~0.1 s on the next contender's core.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
+
+import argparse  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from functools import partial  # noqa: E402
+from typing import Dict, List, Optional, Sequence  # noqa: E402
+
+import fastnn  # noqa: E402
+from fastnn import _bench  # noqa: E402
+from fastnn._cases import BENCH_CASES, QUICK_CASES, ConvCase  # noqa: E402
+
+PASS_NAMES = {"fwd": "fwd", "fwdbwd": "fwd+bwd"}
+# Forward+backward does three GEMMs of the forward's size (output, input and
+# weight gradients).
+PASS_FLOPS = {"fwd": 1, "fwdbwd": 3}
+# Seconds of samples the NumPy reference gets per contender: 1-2 samples on the
+# batch-16 cases, where its ratio is informational anyway.
+REFERENCE_TIME = {"quick": 0.6, "full": 1.5}
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], metavar="N",
+                        help="thread counts, one table each (default: 1 2)")
+    parser.add_argument("--cases", default=None,
+                        help="comma-separated case names (default: all, or the quick ones)")
+    parser.add_argument("--quick", action="store_true",
+                        help="the quick cases of `python -m fastnn`, 3 rounds (~1 minute)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="samples of each contender (default 7, 3 with --quick)")
+    parser.add_argument("--stat", choices=("median", "best"), default="median",
+                        help="statistic of the clean samples (default: median)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="one line per sample on stderr (to see why samples were dropped)")
+    args = parser.parse_args(argv)
+    if min(args.threads) < 1:
+        parser.error("--threads must be >= 1")
+    return args
+
+
+def select_cases(names: Optional[str], quick: bool) -> List[ConvCase]:
+    """The cases to run: the named ones (in the table's order), else all or the quick ones."""
+    if not names:
+        return list(QUICK_CASES if quick else BENCH_CASES)
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    known = {c.name: c for c in BENCH_CASES}
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        sys.exit(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return [c for c in BENCH_CASES if c.name in wanted]
+
+
+def contenders_of(case: ConvCase, threads: Sequence[int], with_torch: bool,
+                  reference_time: float) -> List[_bench.Contender]:
+    """Every (implementation, pass, thread count) of one case, plus the yardstick GEMM."""
+    arrays = case.arrays() + (_bench.grad_output(case),)
+    yardsticks = _bench.gemm_yardstick(case)
+    impls = ["fastnn", "reference"] + (["torch"] if with_torch else [])
+    out = []
+    for n in threads:
+        before = partial(_bench.set_threads, n)
+        for mode in _bench.MODES:
+            for impl in impls:
+                call = _bench.conv_call(case, impl, mode, arrays)
+                if impl == "reference":
+                    out.append(_bench.Contender(f"{impl}/{mode}@{n}", call, before, warmup=False,
+                                                max_time=reference_time,
+                                                settle=_bench.reference_settle()))
+                else:
+                    out.append(_bench.Contender(f"{impl}/{mode}@{n}", call, before))
+        out += [_bench.Contender(f"{name}@{n}", call, before) for name, call in yardsticks.items()]
+    return out
+
+
+def yardstick(r: Dict[str, _bench.Timing], n: int, stat: str) -> _bench.Timing:
+    """The faster orientation of the case's plain GEMM at `n` threads."""
+    found = [t for name, t in r.items() if name in (f"sgemm@{n}", f"sgemmT@{n}")]
+    return min(found, key=lambda t: t.value(stat))
+
+
+def ratio(slow: Optional[_bench.Timing], fast: _bench.Timing, stat: str) -> float:
+    if slow is None:
+        return math.nan
+    return slow.value(stat) / fast.value(stat)
+
+
+def flag(t: Optional[_bench.Timing]) -> str:
+    """'?' marks a value taken from dirty samples only (no clean one)."""
+    return "" if t is None or t.trusted else "?"
+
+
+def thread_table(cases: Sequence[ConvCase], results: Dict[str, Dict[str, _bench.Timing]],
+                 n: int, stat: str, with_torch: bool) -> str:
+    header = ["case", "pass", "fastnn ms", "vs ref", "vs torch", "GFLOP/s", "sgemm GFLOP/s",
+              "% of sgemm"]
+    if not with_torch:
+        header.remove("vs torch")
+    rows = []
+    for case in cases:
+        r = results[case.name]
+        gemm = yardstick(r, n, stat)
+        gemm_rate = case.flops() / gemm.value(stat) / 1e9
+        for mode in _bench.MODES:
+            mine = r[f"fastnn/{mode}@{n}"]
+            ref = r.get(f"reference/{mode}@{n}")
+            rate = PASS_FLOPS[mode] * case.flops() / mine.value(stat) / 1e9
+            row = [case.name if mode == "fwd" else "", PASS_NAMES[mode],
+                   _bench.fmt_ms(mine.value(stat)) + flag(mine),
+                   _bench.fmt_ratio(ratio(ref, mine, stat)) + flag(ref)]
+            if with_torch:
+                torch_t = r.get(f"torch/{mode}@{n}")
+                row.append(_bench.fmt_ratio(ratio(torch_t, mine, stat)) + flag(torch_t))
+            row += [f"{rate:.1f}", f"{gemm_rate:.1f}" + flag(gemm),
+                    f"{100 * rate / gemm_rate:.0f}%"]
+            rows.append(row)
+    return _bench.format_table(header, rows)
+
+
+def scaling_table(cases: Sequence[ConvCase], results: Dict[str, Dict[str, _bench.Timing]],
+                  lo: int, hi: int, stat: str) -> str:
+    header = ["case", "fwd", "fwd+bwd", "sgemm"]
+    rows = []
+    for case in cases:
+        r = results[case.name]
+        row = [case.name]
+        for name in ("fastnn/fwd", "fastnn/fwdbwd"):
+            row.append(_bench.fmt_ratio(ratio(r[f"{name}@{lo}"], r[f"{name}@{hi}"], stat)))
+        row.append(_bench.fmt_ratio(ratio(yardstick(r, lo, stat), yardstick(r, hi, stat), stat)))
+        rows.append(row)
+    return _bench.format_table(header, rows)
+
+
+def dropped_note(results: Dict[str, Dict[str, _bench.Timing]], n: int) -> str:
+    timings = [t for r in results.values() for name, t in r.items() if name.endswith(f"@{n}")]
+    dropped = sum(t.dropped for t in timings)
+    total = dropped + sum(len(t.clean) for t in timings)
+    return f"{dropped} of {total} samples dropped"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    cases = select_cases(args.cases, args.quick)
+    threads = sorted(set(args.threads))
+    rounds = args.rounds or (3 if args.quick else 7)
+    with_torch = _bench.torch_available()
+    reference_time = REFERENCE_TIME["quick" if args.quick else "full"]
+    cores = _bench.usable_cores()
+
+    fastnn.show_config()
+    if with_torch:
+        import torch
+        print(f"    torch: {torch.__version__}")
+    else:
+        print("    torch: not installed (no torch column)")
+    if max(threads) > cores:
+        print(f"note: {max(threads)} threads on {cores} cores: oversubscribed", file=sys.stderr)
+
+    probe = _bench.Probe(threads=max(cores, max(threads)))
+    probe.calibrate()
+    progress = _bench.Progress(len(cases))
+    log = partial(print, file=sys.stderr) if args.verbose else None
+    results: Dict[str, Dict[str, _bench.Timing]] = {}
+    start = time.perf_counter()
+    for case in cases:
+        progress.step(f"measuring {case.name} (threads {' '.join(map(str, threads))}) ...")
+        contenders = contenders_of(case, threads, with_torch, reference_time)
+        results[case.name] = _bench.measure(contenders, rounds=rounds, probe=probe, log=log)
+        del contenders  # free this case's arrays before the next case
+    progress.done()
+    fastnn.set_num_threads(cores)
+
+    print(f"\n{args.stat} of clean samples, {rounds} rounds, contenders interleaved; "
+          f"probe: {probe.threads}-thread sgemm, best {probe.best:.0f} GFLOP/s; a sample is "
+          f"dropped when a probe next to it is below {100 * _bench.CLEAN_FRACTION:.0f}% of that "
+          f"or our threads waited for a CPU during it; {time.perf_counter() - start:.0f} s")
+    print("vs ref / vs torch: their time over fastnn's (>1: fastnn is faster); the reference "
+          "gets 1-2 samples on big cases (informational).")
+    print("GFLOP/s: forward = case.flops(), forward+backward = 3x; sgemm: gemm_batch of the "
+          "forward's M, N, K (no im2col; batch 1: the faster of it and its transpose); "
+          "'?': no clean sample, value from dirty ones.")
+    for n in threads:
+        print(f"\nfastnn with {n} thread{'s' if n > 1 else ''} ({dropped_note(results, n)})")
+        print(thread_table(cases, results, n, args.stat, with_torch))
+    if len(threads) > 1:
+        lo, hi = threads[0], threads[-1]
+        print(f"\nspeedup of fastnn from {lo} to {hi} threads (sgemm: the yardstick's)")
+        print(scaling_table(cases, results, lo, hi, args.stat))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
