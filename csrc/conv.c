@@ -3,10 +3,10 @@
  * The output positions of the whole batch, image after image, are cut into
  * blocks of whole output rows (columns when there is one row, as in conv1d);
  * a block holds several whole images when images are small, so that the GEMM
- * still has enough columns to amortize OpenBLAS's packing of the weight. Work items are
- * (block, chunk of output channels), and every split depends on the shape
- * only, never on the thread count, so results are bit-identical whatever the
- * number of threads:
+ * still has enough columns to amortize OpenBLAS's packing of the weight. Work
+ * items are (block, chunk of output channels), and every split depends on the
+ * shape only, never on the thread count, so results are bit-identical whatever
+ * the number of threads:
  * - a block's column matrix lives in a per-thread buffer of about
  *   FNN_COL_BLOCK_BYTES (never a buffer for the whole batch), written by im2col
  *   and read by the GEMM while it is still in cache;
@@ -25,13 +25,15 @@
 #include "blas.h"
 #include "fastnn.h"
 
+/* Tuned on the ResNet-18 shapes (bench/report.py): 256 KB and 4 MB blocks, and
+ * 768 or 1568 positions at least, were each 5-25% slower on some 3x3 shape. */
 #define FNN_COL_BLOCK_BYTES ((int64_t)1 << 20)
 #define FNN_MIN_BLOCK_POSITIONS 384
-#define FNN_MIN_ITEMS 8
+#define FNN_MIN_ITEMS 8 /* work items to aim for: enough to balance up to 8 threads */
 #define FNN_MIN_CHUNK_ROWS 16
 #define FNN_DW_PARTS 8
-#define FNN_DIRECT_MAX_MG 4
 #define FNN_DW_PARTS_BYTES ((int64_t)64 << 20)
+#define FNN_DIRECT_MAX_MG 4
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -49,6 +51,32 @@ typedef struct {
     int64_t blocks, batch, L;
 } fnn_blocking;
 
+/* Enough chunks of `rows` for FNN_MIN_ITEMS items, none under min_rows rows. */
+static int64_t plan_chunks(int64_t items, int64_t rows, int64_t min_rows) {
+    return max64(1, min64(ceil_div(FNN_MIN_ITEMS, items), rows / min_rows));
+}
+
+/* With too few images to keep FNN_MIN_ITEMS threads busy, each image is split
+ * into blocks and output channels into chunks; OpenBLAS packs both operands on
+ * every call, which costs about 1/N + 1/M of the work of an (M, N) product, so
+ * pick the split that minimizes that, among blocks that fit the cache budget
+ * and are tall enough for the two-phase col2im. */
+static int64_t blocks_for_small_batch(const fnn_conv_shape *s, int64_t units, int64_t unit,
+                                      int64_t min_units, int64_t fit) {
+    int64_t best = max64(1, min64(units / min_units, ceil_div(units, fit)));
+    double best_cost = 1e300;
+    for (int64_t nb = best; nb <= min64(FNN_MIN_ITEMS, units / min_units); nb++) {
+        int64_t chunks = plan_chunks(s->batch * nb, s->out_channels, FNN_MIN_CHUNK_ROWS);
+        double cost = (double)nb / (double)(units * unit) +
+                      (double)chunks / (double)s->out_channels;
+        if (cost < best_cost) {
+            best_cost = cost;
+            best = nb;
+        }
+    }
+    return best;
+}
+
 static fnn_blocking plan_blocks(const fnn_conv_shape *s, int64_t col_rows, int64_t elem) {
     int by_rows = s->out_h > 1;
     int64_t k = by_rows ? s->kernel_h : s->kernel_w;
@@ -59,11 +87,13 @@ static fnn_blocking plan_blocks(const fnn_conv_shape *s, int64_t col_rows, int64
     /* two-phase col2im: blocks i and i + 2 of an image are disjoint in the input
      * when the block between them spans at least (k - 1) * d input rows */
     int64_t min_units = max64(1, ceil_div((k - 1) * d, st));
-    int64_t fit = FNN_COL_BLOCK_BYTES / (col_rows * elem * unit);
+    int64_t fit = max64(1, FNN_COL_BLOCK_BYTES / (col_rows * elem * unit));
     int64_t balance = ceil_div(s->batch * b.units, FNN_MIN_ITEMS);
     int64_t per = max64(min64(fit, balance), max64(min_units, ceil_div(FNN_MIN_BLOCK_POSITIONS, unit)));
     if (L >= FNN_MIN_BLOCK_POSITIONS || s->batch == 1) {
         b.per_image = max64(1, b.units / per);
+        if (s->batch * b.per_image < FNN_MIN_ITEMS)
+            b.per_image = blocks_for_small_batch(s, b.units, unit, min_units, fit);
         b.blocks = s->batch * b.per_image;
     } else {
         b.images = min64(s->batch, max64(ceil_div(FNN_MIN_BLOCK_POSITIONS, L), per / b.units));
@@ -105,11 +135,6 @@ static int next_segment(const fnn_blocking *b, int64_t q0, int64_t q1, fnn_segme
 #define FOR_EACH_SEGMENT(b, q0, q1, seg) \
     for (fnn_segment seg = {-1, 0, 0, 0}; next_segment(b, q0, q1, &seg);)
 
-/* Enough chunks of `rows` for FNN_MIN_ITEMS items, none under min_rows rows. */
-static int64_t plan_chunks(int64_t items, int64_t rows, int64_t min_rows) {
-    return max64(1, min64(ceil_div(FNN_MIN_ITEMS, items), rows / min_rows));
-}
-
 static void chunk_range(int64_t rows, int64_t chunks, int64_t j, int64_t *r0, int64_t *r1) {
     *r0 = rows * j / chunks;
     *r1 = rows * (j + 1) / chunks;
@@ -129,7 +154,8 @@ static int is_pointwise(const fnn_conv_shape *s) {
 
 /* Groups of one input channel with few output channels each (depthwise): a
  * direct convolution beats im2col + a GEMM with M = Mg and K = kH*kW, which
- * writes and reads kH*kW copies of the input for 2*Mg flops each. */
+ * writes and reads kH*kW copies of the input for 2*Mg flops each (measured on
+ * (8,128,56,56) 3x3: 25-35% faster; with Mg = 32 the GEMM is 2x faster). */
 static int is_direct(const fnn_conv_shape *s) {
     return s->in_channels == s->groups && s->out_channels / s->groups <= FNN_DIRECT_MAX_MG;
 }
