@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fastnn import _bench
-from fastnn._cases import BENCH_CASES, ConvCase
+from fastnn._cases import BENCH_CASES, TOLERANCES, ConvCase
 
 # The reference first: its result is the expected one of the group's other tests.
 IMPLS = ("reference", "fastnn", "torch")
@@ -34,7 +34,7 @@ def _check(case: ConvCase, mode: str, got: tuple, want: tuple) -> None:
         g = _to_numpy(g)
         assert g.shape == w.shape and g.dtype == w.dtype, (
             f"{case.name} {mode} {name}: {g.dtype}{g.shape}, expected {w.dtype}{w.shape}")
-        tol = _bench.TOLERANCES[np.dtype(w.dtype)]
+        tol = TOLERANCES[np.dtype(w.dtype)]
         scale = max(1.0, float(np.max(np.abs(w))))
         np.testing.assert_allclose(g, w, rtol=tol["rtol"], atol=tol["atol"] * scale,
                                    err_msg=f"{case.name} {mode} {name}")

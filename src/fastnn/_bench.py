@@ -43,7 +43,7 @@ import numpy as np
 
 import fastnn
 from fastnn import _kernels
-from fastnn._cases import ConvCase
+from fastnn._cases import TOLERANCES, ConvCase
 from fastnn._validate import ConvGeometry, conv_geometry
 
 __all__ = [
@@ -68,13 +68,6 @@ _MIN_CLOCK_HZ = 2.0e9
 # "fwd": forward only; "fwdbwd": forward then the backward of all three gradients.
 MODES = ("fwd", "fwdbwd")
 
-# Numbers fastnn and the reference must agree to, relative to the result's scale:
-# |a - e| <= rtol*|e| + atol*max(1, max|e|). The same table as tests/conftest.py,
-# which explains the values (the package cannot import the tests).
-TOLERANCES = {
-    np.dtype(np.float32): {"rtol": 1e-4, "atol": 3e-5},
-    np.dtype(np.float64): {"rtol": 1e-10, "atol": 1e-11},
-}
 
 
 # --------------------------------------------------------------------------- threads

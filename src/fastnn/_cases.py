@@ -10,6 +10,27 @@ from typing import Dict, NamedTuple, Tuple
 import numpy as np
 
 
+# Tolerances of fastnn against the reference (tests, benchmarks, python -m fastnn),
+# relative to the scale of the expected result.
+#
+# A convolution output is a sum of K = C_in/groups*kH*kW terms (a weight gradient sums
+# N*out_h*out_w terms, up to 10^4 here) computed in a different order by the C
+# path (OpenBLAS blocked GEMM, cache-sized blocks of positions, fixed partial sums) and by
+# the NumPy reference. With unit-variance data the rounding error of such a sum grows like
+# sqrt(K) * eps * (size of the terms), while an element of the result may be close to zero
+# through cancellation, so a purely element-wise relative test is meaningless for those
+# elements. The check is therefore
+#     |actual - expected| <= rtol * |expected| + atol * max(1, max|expected|)
+# float32: eps = 6e-8; sqrt(10^4) * eps ~ 6e-6 for the longest sums here (weight gradients
+#          over 10^4 positions); the largest error measured over this suite is ~3e-7 of the
+#          scale, so atol = 1e-5 keeps a wide margin for other BLAS kernels, while one missing
+#          or doubled term (about scale / sqrt(K), >= 1e-2 of the scale) fails by far.
+# float64: eps = 1.1e-16; the largest error measured is ~2e-15 of the scale: atol = 1e-12.
+TOLERANCES = {
+    np.dtype(np.float32): {"rtol": 2e-5, "atol": 1e-5},
+    np.dtype(np.float64): {"rtol": 1e-11, "atol": 1e-12},
+}
+
 class ConvCase(NamedTuple):
     name: str
     x_shape: Tuple[int, ...]
