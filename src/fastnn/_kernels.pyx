@@ -48,11 +48,15 @@ def config():
     return (fnn_simd_name().decode(), fnn_compiler().decode(), fnn_blas_config().decode())
 
 
+cdef void _need_unfold(fnn_conv_shape *s, Py_ssize_t nx, Py_ssize_t ncols) except *:
+    _need(nx, s.batch * s.in_channels * s.in_h * s.in_w, "x")
+    _need(ncols, s.batch * s.in_channels * s.kernel_h * s.kernel_w * s.out_h * s.out_w, "cols")
+
+
 def im2col(geometry, const floating[::1] x, floating[::1] cols):
     cdef fnn_conv_shape s = _shape(geometry)
     cdef int status
-    _need(x.shape[0], s.batch * s.in_channels * s.in_h * s.in_w, "x")
-    _need(cols.shape[0], s.batch * s.in_channels * s.kernel_h * s.kernel_w * s.out_h * s.out_w, "cols")
+    _need_unfold(&s, x.shape[0], cols.shape[0])
     with nogil:
         if floating is float:
             status = fnn_im2col_f32(&s, &x[0], &cols[0])
@@ -65,8 +69,7 @@ def col2im(geometry, const floating[::1] cols, floating[::1] x):
     """x += col2im(cols); x must be zero-filled to get col2im itself."""
     cdef fnn_conv_shape s = _shape(geometry)
     cdef int status
-    _need(x.shape[0], s.batch * s.in_channels * s.in_h * s.in_w, "x")
-    _need(cols.shape[0], s.batch * s.in_channels * s.kernel_h * s.kernel_w * s.out_h * s.out_w, "cols")
+    _need_unfold(&s, x.shape[0], cols.shape[0])
     with nogil:
         if floating is float:
             status = fnn_col2im_f32(&s, &cols[0], &x[0])

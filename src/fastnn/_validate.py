@@ -257,3 +257,21 @@ def unfold_geometry(x_shape: Tuple[int, ...], kernel_size: IntOrTuple, dilation:
     if isinstance(padding, str):
         raise ValueError(f"padding must be an int or a pair for im2col/col2im, got {padding!r}")
     return conv_geometry(x_shape, (c, 1) + kernel, stride, padding, dilation, c, 2)
+
+
+def prepare_col2im(cols, output_size: IntOrTuple, kernel_size: IntOrTuple,
+                   dilation: IntOrTuple, padding: IntOrTuple, stride: IntOrTuple):
+    """Validated (cols, geometry) of a col2im call; cols is (N, C*kH*kW, L)."""
+    (cols,), _ = float_arrays(cols=cols)
+    check_ndim(cols, 3, "cols", "(N, C*kH*kW, L)")
+    h, w = as_tuple(output_size, 2, "output_size", 1)
+    kh, kw = as_tuple(kernel_size, 2, "kernel_size", 1)
+    n, rows, length = cols.shape
+    if rows % (kh * kw):
+        raise ValueError(f"cols has {rows} rows (shape {cols.shape}), not a multiple of "
+                         f"kH*kW = {kh * kw}")
+    geo = unfold_geometry((n, rows // (kh * kw), h, w), (kh, kw), dilation, padding, stride)
+    if length != geo.out_h * geo.out_w:
+        raise ValueError(f"cols has L = {length} blocks (shape {cols.shape}), but output_size "
+                         f"{(h, w)} gives {geo.out_h}x{geo.out_w} = {geo.out_h * geo.out_w}")
+    return cols, geo

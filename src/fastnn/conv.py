@@ -12,9 +12,8 @@ from typing import Optional, Tuple
 import numpy as np
 
 from fastnn import _kernels
-from fastnn._validate import (IntOrTuple, Padding, as_tuple, check_ndim,
-                              contiguous, float_arrays, prepare_conv, prepare_conv_backward,
-                              unfold_geometry)
+from fastnn._validate import (IntOrTuple, Padding, contiguous, float_arrays, prepare_col2im,
+                              prepare_conv, prepare_conv_backward, unfold_geometry)
 
 __all__ = ["im2col", "col2im", "conv1d", "conv2d", "conv1d_backward", "conv2d_backward"]
 
@@ -63,19 +62,8 @@ def col2im(cols: np.ndarray, output_size: IntOrTuple, kernel_size: IntOrTuple,
     -------
     ndarray, shape (N, C, H, W)
     """
-    (cols,), dtype = float_arrays(cols=cols)
-    check_ndim(cols, 3, "cols", "(N, C*kH*kW, L)")
-    h, w = as_tuple(output_size, 2, "output_size", 1)
-    kh, kw = as_tuple(kernel_size, 2, "kernel_size", 1)
-    n, rows, length = cols.shape
-    if rows % (kh * kw):
-        raise ValueError(f"cols has {rows} rows (shape {cols.shape}), not a multiple of "
-                         f"kH*kW = {kh * kw}")
-    geo = unfold_geometry((n, rows // (kh * kw), h, w), (kh, kw), dilation, padding, stride)
-    if length != geo.out_h * geo.out_w:
-        raise ValueError(f"cols has L = {length} blocks (shape {cols.shape}), but output_size "
-                         f"{(h, w)} gives {geo.out_h}x{geo.out_w} = {geo.out_h * geo.out_w}")
-    x = np.zeros(geo.input_shape, dtype=dtype)  # the kernel adds into it
+    cols, geo = prepare_col2im(cols, output_size, kernel_size, dilation, padding, stride)
+    x = np.zeros(geo.input_shape, dtype=cols.dtype)  # the kernel adds into it
     _kernels.col2im(geo, _flat(cols), x.reshape(-1))
     return x
 

@@ -25,9 +25,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from fastnn._validate import (ConvGeometry, IntOrTuple, Padding, as_tuple, check_ndim,
-                              float_arrays, prepare_conv, prepare_conv_backward,
-                              unfold_geometry)
+from fastnn._validate import (ConvGeometry, IntOrTuple, Padding, float_arrays, prepare_col2im,
+                              prepare_conv, prepare_conv_backward, unfold_geometry)
 
 
 def _pad(x: np.ndarray, g: ConvGeometry) -> np.ndarray:
@@ -112,18 +111,7 @@ def col2im(cols: np.ndarray, output_size: IntOrTuple, kernel_size: IntOrTuple,
            dilation: IntOrTuple = 1, padding: IntOrTuple = 0,
            stride: IntOrTuple = 1) -> np.ndarray:
     """Columns (N, C*kH*kW, L) folded back to (N, C, H, W), overlaps summed (``F.fold``)."""
-    (cols,), _ = float_arrays(cols=cols)
-    check_ndim(cols, 3, "cols", "(N, C*kH*kW, L)")
-    h, w = as_tuple(output_size, 2, "output_size", 1)
-    kh, kw = as_tuple(kernel_size, 2, "kernel_size", 1)
-    n, rows, length = cols.shape
-    if rows % (kh * kw):
-        raise ValueError(f"cols has {rows} rows (shape {cols.shape}), not a multiple of "
-                         f"kH*kW = {kh * kw}")
-    g = unfold_geometry((n, rows // (kh * kw), h, w), (kh, kw), dilation, padding, stride)
-    if length != g.out_h * g.out_w:
-        raise ValueError(f"cols has L = {length} blocks (shape {cols.shape}), but output_size "
-                         f"{(h, w)} gives {g.out_h}x{g.out_w} = {g.out_h * g.out_w}")
+    cols, g = prepare_col2im(cols, output_size, kernel_size, dilation, padding, stride)
     return _fold(cols, g, g.in_channels)
 
 
