@@ -87,7 +87,7 @@ static fnn_blocking plan_blocks(const fnn_conv_shape *s, int64_t col_rows, int64
     /* two-phase col2im: blocks i and i + 2 of an image are disjoint in the input
      * when the block between them spans at least (k - 1) * d input rows */
     int64_t min_units = max64(1, ceil_div((k - 1) * d, st));
-    int64_t fit = max64(1, FNN_COL_BLOCK_BYTES / (col_rows * elem * unit));
+    int64_t fit = max64(1, FNN_COL_BLOCK_BYTES / col_rows / elem / unit);
     int64_t balance = ceil_div(s->batch * b.units, FNN_MIN_ITEMS);
     int64_t per = max64(min64(fit, balance), max64(min_units, ceil_div(FNN_MIN_BLOCK_POSITIONS, unit)));
     if (L >= FNN_MIN_BLOCK_POSITIONS || s->batch == 1) {
@@ -219,9 +219,11 @@ static SFX(conv_dims) SFX(conv_dims_of)(const fnn_conv_shape *s) {
     return d;
 }
 
+/* One workspace per thread; NULL (reported as FNN_ENOMEM) when the size overflows. */
 static T *SFX(alloc_workspace)(const SFX(conv_dims) *d) {
-    size_t n = (size_t)omp_get_max_threads() * (size_t)d->ws_per_thread;
-    return (T *)malloc((n ? n : 1) * sizeof(T));
+    size_t threads = (size_t)omp_get_max_threads(), per = (size_t)d->ws_per_thread;
+    if (per > SIZE_MAX / sizeof(T) / threads) return NULL;
+    return (T *)malloc(per ? threads * per * sizeof(T) : 1);
 }
 
 /* Rows [m, m + rows) of a (N, channels, L) tensor over the positions [q0, q1):
