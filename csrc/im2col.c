@@ -1,6 +1,8 @@
 /* im2col and col2im, the layout of torch.nn.functional.unfold/fold: row
  * (c, ki, kj) of the column matrix holds, for every output position p = oh*OW
- * + ow, the input element under kernel tap (ki, kj), or 0 in the padding.
+ * + ow, the input element under kernel tap (ki, kj), or 0 in the padding; and,
+ * walking the same taps, the direct convolution of one input channel that
+ * depthwise convolutions use instead of im2col + GEMM.
  *
  * The block forms work on a range [p0, p1) of output positions so that
  * convolution can keep a cache-sized slice of the column matrix per thread.

@@ -1,6 +1,6 @@
 """Convolution on the C/OpenMP path: im2col, col2im, conv1d/conv2d and their backward.
 
-Layouts and numbers follow PyTorch (see API.md): inputs (N, C, H, W) or
+Layouts and numbers follow PyTorch's: inputs (N, C, H, W) or
 (N, C, L), weights (C_out, C_in/groups, kH, kW); float32 or float64, the result
 has the input's dtype. Inputs are never modified; non-contiguous inputs are
 copied to contiguous ones first.
