@@ -34,6 +34,8 @@ THREAD_CASES = [
     case("1d-b2-long", (2, 16, 5000), (24, 16, 3), padding=1),
     case("1d-b1-long-same", (1, 8, 3001), (16, 8, 5), padding="same"),
     case("1d-b29-short", (29, 4, 51), (6, 4, 3)),
+    case("2d-b1-depthwise-direct", (1, 8, 120, 64), (16, 1, 5, 5), groups=8, padding=2),
+    case("2d-b3-depthwise-gemm", (3, 4, 50, 30), (32, 1, 3, 3), groups=4, padding=1),
 ]
 
 
