@@ -204,3 +204,22 @@ def test_forced_simd_path_matches_reference(ref, rng, dtype, tmp_path, simd):
         if x.ndim == 4:
             np.testing.assert_array_equal(
                 out[f"{name}/cols"], ref.im2col(x, w.shape[2:], padding=1, stride=(1, 2)))
+
+
+def test_concurrent_calls_from_python_threads(rng, dtype):
+    """The kernels release the GIL and keep no shared state: calls from several Python
+    threads at once give the results of the same calls made one after another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    problems = []
+    for i in range(6):
+        x = rng.standard_normal((2, 8, 20 + i, 17)).astype(dtype)
+        w = rng.standard_normal((12, 8, 3, 3)).astype(dtype)
+        g = rng.standard_normal((2, 12, 20 + i, 17)).astype(dtype)
+        problems.append((x, w, None, g))
+    options = dict(padding=1)
+    expected = [_run(*p, options) for p in problems]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda p: _run(*p, options), problems * 3))
+    for i, got in enumerate(results):
+        _assert_identical(got, expected[i % len(problems)], f"problem {i % len(problems)}")
