@@ -290,6 +290,7 @@ static void SFX(forward_rows)(const fnn_conv_shape *s, const SFX(conv_dims) *d, 
         FOR_EACH_SEGMENT(&d->b, q0, q1, seg)
             for (int64_t m = m0; m < m1; m++) {
                 T *yrow = y + (seg.n * s->out_channels + m) * d->L + seg.p0;
+                memset(yrow, 0, (size_t)(seg.p1 - seg.p0) * sizeof(T));
                 SIMD(direct_forward_block)(s, x + (seg.n * s->in_channels + g) * d->HW,
                                            w + m * d->kk, seg.p0, seg.p1, yrow);
                 if (bias) SFX(add_scalar)(seg.p1 - seg.p0, bias[m], yrow);
@@ -298,13 +299,11 @@ static void SFX(forward_rows)(const fnn_conv_shape *s, const SFX(conv_dims) *d, 
     }
     const T *B = SFX(columns)(s, d, x, blk, g, cols, cached, &ldb);
     T *out = SFX(block_view)(d, q0, q1, y, s->out_channels, m0, &ldo);
-    /* beta = 1 on the zero-filled output saves OpenBLAS a pass zeroing it */
-    T beta = out ? 1 : 0;
     if (!out) {
         out = rows;
         ldo = q1 - q0;
     }
-    GEMM(0, 0, m1 - m0, q1 - q0, d->Kg, 1, w + m0 * d->Kg, d->Kg, B, ldb, beta, out, ldo);
+    GEMM(0, 0, m1 - m0, q1 - q0, d->Kg, 1, w + m0 * d->Kg, d->Kg, B, ldb, 0, out, ldo);
     if (bias)
         for (int64_t r = 0; r < m1 - m0; r++)
             SFX(add_scalar)(q1 - q0, bias[m0 + r], out + r * ldo);
@@ -387,7 +386,7 @@ static void SFX(input_grad_block)(const fnn_conv_shape *s, const SFX(conv_dims) 
     int64_t k = (c1 - c0) * d->kk;
     T *out = d->pointwise ? SFX(block_view)(d, q0, q1, dx, s->in_channels, c0, &ldc) : NULL;
     if (out) {
-        GEMM(1, 0, k, q1 - q0, d->Mg, 1, wg, d->Kg, A, lda, 1, out, ldc);
+        GEMM(1, 0, k, q1 - q0, d->Mg, 1, wg, d->Kg, A, lda, 0, out, ldc);
         return;
     }
     GEMM(1, 0, k, q1 - q0, d->Mg, 1, wg, d->Kg, A, lda, 0, cols, q1 - q0);
@@ -438,6 +437,13 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
             }
         }
         if (dx) {
+            /* zeroed here, in parallel, for the adds of col2im and of the direct
+             * path (a pointwise GEMM within one image writes dx instead) */
+            if (!(d.pointwise && !d.direct && d.b.images == 1)) {
+#pragma omp for schedule(static)
+                for (int64_t n = 0; n < s->batch; n++)
+                    memset(dx + n * C * d.HW, 0, (size_t)(C * d.HW) * sizeof(T));
+            }
             for (int64_t phase = 0; phase < 2; phase++) {
                 int64_t count = (nb + 1 - phase) / 2;
 #pragma omp for schedule(static)

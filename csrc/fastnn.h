@@ -74,15 +74,13 @@ typedef struct {
 extern const fnn_simd_ops fnn_simd_portable, fnn_simd_avx2, fnn_simd_avx512;
 extern const fnn_simd_ops *fnn_simd;
 
-/* Whole batches: cols (N, C*kH*kW, L); col2im adds into x, zero-filled by the caller. */
+/* Whole batches: cols (N, C*kH*kW, L) and x (N, C, H, W). */
 int fnn_im2col_f32(const fnn_conv_shape *s, const float *x, float *cols);
 int fnn_im2col_f64(const fnn_conv_shape *s, const double *x, double *cols);
 int fnn_col2im_f32(const fnn_conv_shape *s, const float *cols, float *x);
 int fnn_col2im_f64(const fnn_conv_shape *s, const double *cols, double *x);
 
-/* conv.c. y and dx must be zero-filled on entry: callers allocate them with
- * calloc/np.zeros, whose fresh pages are zero already, where a memset here would
- * be one more pass over memory. Any of dx, dw, db may be NULL (not computed). */
+/* conv.c: any of dx, dw, db may be NULL (that gradient is not computed). */
 #define FNN_DECLARE_CONV(T, SFX)                                                       \
     int fnn_conv2d_forward_##SFX(const fnn_conv_shape *s, const T *x, const T *w,      \
                                  const T *bias, T *y);                                 \

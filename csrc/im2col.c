@@ -14,6 +14,7 @@
  * per dtype. */
 #if !defined(FNN_ISA) /* ---- top level: the instruction sets ---- */
 #include <omp.h>
+#include <string.h>
 #include "fastnn.h"
 
 #define FNN_NAME3(base, isa, sfx) base##_##isa##_##sfx
@@ -77,8 +78,10 @@ FNN_DEFINE_OPS(avx512)
         int64_t kk = s->kernel_h * s->kernel_w, L = s->out_h * s->out_w;                       \
         int64_t hw = s->in_h * s->in_w, planes = s->batch * s->in_channels;                    \
         _Pragma("omp parallel for schedule(static)")                                           \
-        for (int64_t i = 0; i < planes; i++)                                                   \
+        for (int64_t i = 0; i < planes; i++) {                                                 \
+            memset(x + i * hw, 0, (size_t)hw * sizeof(T));                                     \
             fnn_simd->col2im_block_add_##SFX(s, cols + i * kk * L, 1, 0, L, L, x + i * hw);    \
+        }                                                                                      \
         return FNN_OK;                                                                         \
     }
 FNN_DEFINE_BATCH(float, f32)

@@ -66,7 +66,7 @@ def im2col(geometry, const floating[::1] x, floating[::1] cols):
 
 
 def col2im(geometry, const floating[::1] cols, floating[::1] x):
-    """x += col2im(cols); x must be zero-filled to get col2im itself."""
+    """x = col2im(cols), overlaps summed."""
     cdef fnn_conv_shape s = _shape(geometry)
     cdef int status
     _need_unfold(&s, x.shape[0], cols.shape[0])
@@ -86,7 +86,7 @@ cdef void _need_conv(fnn_conv_shape *s, Py_ssize_t nx, Py_ssize_t nw, Py_ssize_t
 
 def conv2d_forward(geometry, const floating[::1] x, const floating[::1] w,
                    const floating[::1] bias, floating[::1] y):
-    """y = conv(x, w) + bias; `bias` may be None; y must be zero-filled on entry."""
+    """y = conv(x, w) + bias; `bias` may be None."""
     cdef fnn_conv_shape s = _shape(geometry)
     cdef int status
     cdef const floating *b = NULL
@@ -105,10 +105,7 @@ def conv2d_forward(geometry, const floating[::1] x, const floating[::1] w,
 def conv2d_backward(geometry, const floating[::1] dy, const floating[::1] x,
                     const floating[::1] w, floating[::1] dx, floating[::1] dw,
                     floating[::1] db):
-    """Gradients of conv2d; each of dx, dw, db may be None (not computed).
-
-    dx must be zero-filled on entry (the kernel adds into it).
-    """
+    """Gradients of conv2d; each of dx, dw, db may be None (not computed)."""
     cdef fnn_conv_shape s = _shape(geometry)
     cdef int status
     cdef floating *pdx = NULL

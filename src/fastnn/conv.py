@@ -63,16 +63,14 @@ def col2im(cols: np.ndarray, output_size: IntOrTuple, kernel_size: IntOrTuple,
     ndarray, shape (N, C, H, W)
     """
     cols, geo = prepare_col2im(cols, output_size, kernel_size, dilation, padding, stride)
-    x = np.zeros(geo.input_shape, dtype=cols.dtype)  # the kernel adds into it
+    x = np.empty(geo.input_shape, dtype=cols.dtype)
     _kernels.col2im(geo, _flat(cols), x.reshape(-1))
     return x
 
 
 def _forward(x, weight, bias, stride, padding, dilation, groups, dims: int) -> np.ndarray:
     x, weight, bias, geo = prepare_conv(x, weight, bias, stride, padding, dilation, groups, dims)
-    # zero-filled: fresh pages from calloc are zero for free, and the kernel then
-    # lets the GEMM accumulate into them instead of zeroing them again
-    y = np.zeros(geo.output_shape_nd(dims), dtype=x.dtype)
+    y = np.empty(geo.output_shape_nd(dims), dtype=x.dtype)
     _kernels.conv2d_forward(geo, _flat(x), _flat(weight), _flat(bias), y.reshape(-1))
     return y
 
@@ -80,7 +78,7 @@ def _forward(x, weight, bias, stride, padding, dilation, groups, dims: int) -> n
 def _backward(grad_output, x, weight, stride, padding, dilation, groups, dims: int):
     grad_output, x, weight, geo = prepare_conv_backward(grad_output, x, weight, stride,
                                                         padding, dilation, groups, dims)
-    gx = np.zeros(x.shape, dtype=x.dtype)  # the kernel adds into it
+    gx = np.empty(x.shape, dtype=x.dtype)
     gw = np.empty(weight.shape, dtype=x.dtype)
     gb = np.empty(geo.out_channels, dtype=x.dtype)
     _kernels.conv2d_backward(geo, _flat(grad_output), _flat(x), _flat(weight), gx.reshape(-1),
