@@ -152,3 +152,134 @@ def gemm_batch(const floating[:, ::1] a, const floating[:, :, ::1] b, floating[:
             status = fnn_gemm_batch_f64(b.shape[0], a.shape[0], b.shape[2], a.shape[1],
                                         &a[0, 0], &b[0, 0, 0], &c[0, 0, 0])
     _check(status)
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+cdef fnn_pool_shape _pool_shape(object g) except *:
+    """A PoolGeometry tuple (see fastnn._validate) as the C struct."""
+    cdef fnn_pool_shape s
+    (s.batch, s.channels, s.in_h, s.in_w, s.out_h, s.out_w, s.kernel_h, s.kernel_w,
+     s.stride_h, s.stride_w, s.pad_h, s.pad_w, s.dilation_h, s.dilation_w) = g
+    return s
+
+
+cdef void _need_pool(fnn_pool_shape *s, Py_ssize_t nx, Py_ssize_t ny) except *:
+    _need(nx, s.batch * s.channels * s.in_h * s.in_w, "input")
+    _need(ny, s.batch * s.channels * s.out_h * s.out_w, "output")
+
+
+def max_pool2d_forward(geometry, const floating[::1] x, floating[::1] y, int64_t[::1] idx):
+    """y = max pooling of x; the flat per-plane positions go to idx unless it is None."""
+    cdef fnn_pool_shape s = _pool_shape(geometry)
+    cdef int status
+    cdef int64_t *pidx = NULL
+    _need_pool(&s, x.shape[0], y.shape[0])
+    if idx is not None:
+        _need(idx.shape[0], y.shape[0], "indices")
+        pidx = &idx[0]
+    with nogil:
+        if floating is float:
+            status = fnn_max_pool2d_forward_f32(&s, &x[0], &y[0], pidx)
+        else:
+            status = fnn_max_pool2d_forward_f64(&s, &x[0], &y[0], pidx)
+    _check(status)
+
+
+def adaptive_max_pool2d_forward(geometry, const floating[::1] x, floating[::1] y,
+                                int64_t[::1] idx):
+    """y = adaptive max pooling of x; positions to idx unless it is None."""
+    cdef fnn_pool_shape s = _pool_shape(geometry)
+    cdef int status
+    cdef int64_t *pidx = NULL
+    _need_pool(&s, x.shape[0], y.shape[0])
+    if idx is not None:
+        _need(idx.shape[0], y.shape[0], "indices")
+        pidx = &idx[0]
+    with nogil:
+        if floating is float:
+            status = fnn_adaptive_max_pool2d_forward_f32(&s, &x[0], &y[0], pidx)
+        else:
+            status = fnn_adaptive_max_pool2d_forward_f64(&s, &x[0], &y[0], pidx)
+    _check(status)
+
+
+def max_pool2d_backward(geometry, const floating[::1] dy, const int64_t[::1] idx,
+                        floating[::1] dx):
+    """dx += dy scattered by idx (plain and adaptive max pooling); dx zero-filled on entry.
+
+    The index values are data the shape checks cannot see: the kernel checks
+    them during the scatter, where it costs nothing, and a value outside the
+    plane becomes a ValueError here.
+    """
+    cdef fnn_pool_shape s = _pool_shape(geometry)
+    cdef int status
+    _need_pool(&s, dx.shape[0], dy.shape[0])
+    _need(idx.shape[0], dy.shape[0], "indices")
+    with nogil:
+        if floating is float:
+            status = fnn_max_pool2d_backward_f32(&s, &dy[0], &idx[0], &dx[0])
+        else:
+            status = fnn_max_pool2d_backward_f64(&s, &dy[0], &idx[0], &dx[0])
+    if status == FNN_EINVAL:
+        raise ValueError(f"indices: a value lies outside [0, H*W) = [0, {s.in_h * s.in_w}) "
+                         f"of the input planes {(s.in_h, s.in_w)}")
+    _check(status)
+
+
+def avg_pool2d_forward(geometry, const floating[::1] x, floating[::1] y,
+                       bint count_include_pad, int64_t divisor_override):
+    """y = average pooling of x; divisor_override 0 means none."""
+    cdef fnn_pool_shape s = _pool_shape(geometry)
+    cdef int status
+    _need_pool(&s, x.shape[0], y.shape[0])
+    with nogil:
+        if floating is float:
+            status = fnn_avg_pool2d_forward_f32(&s, &x[0], &y[0], count_include_pad,
+                                                divisor_override)
+        else:
+            status = fnn_avg_pool2d_forward_f64(&s, &x[0], &y[0], count_include_pad,
+                                                divisor_override)
+    _check(status)
+
+
+def avg_pool2d_backward(geometry, const floating[::1] dy, floating[::1] dx,
+                        bint count_include_pad, int64_t divisor_override):
+    """dx += gradient of average pooling; dx zero-filled on entry."""
+    cdef fnn_pool_shape s = _pool_shape(geometry)
+    cdef int status
+    _need_pool(&s, dx.shape[0], dy.shape[0])
+    with nogil:
+        if floating is float:
+            status = fnn_avg_pool2d_backward_f32(&s, &dy[0], &dx[0], count_include_pad,
+                                                 divisor_override)
+        else:
+            status = fnn_avg_pool2d_backward_f64(&s, &dy[0], &dx[0], count_include_pad,
+                                                 divisor_override)
+    _check(status)
+
+
+def adaptive_avg_pool2d_forward(geometry, const floating[::1] x, floating[::1] y):
+    cdef fnn_pool_shape s = _pool_shape(geometry)
+    cdef int status
+    _need_pool(&s, x.shape[0], y.shape[0])
+    with nogil:
+        if floating is float:
+            status = fnn_adaptive_avg_pool2d_forward_f32(&s, &x[0], &y[0])
+        else:
+            status = fnn_adaptive_avg_pool2d_forward_f64(&s, &x[0], &y[0])
+    _check(status)
+
+
+def adaptive_avg_pool2d_backward(geometry, const floating[::1] dy, floating[::1] dx):
+    """dx += gradient of adaptive average pooling; dx zero-filled on entry."""
+    cdef fnn_pool_shape s = _pool_shape(geometry)
+    cdef int status
+    _need_pool(&s, dx.shape[0], dy.shape[0])
+    with nogil:
+        if floating is float:
+            status = fnn_adaptive_avg_pool2d_backward_f32(&s, &dy[0], &dx[0])
+        else:
+            status = fnn_adaptive_avg_pool2d_backward_f64(&s, &dy[0], &dx[0])
+    _check(status)

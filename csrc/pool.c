@@ -1,0 +1,431 @@
+/* Pooling, forward and backward: max, average and adaptive (average and max)
+ * over the (H, W) planes of an (N, C, H, W) batch; 1-d pooling is the case
+ * in_h = kernel_h = out_h = 1.
+ *
+ * Every (image, channel) plane is independent, so work is split over planes
+ * (forward: over (plane, output row)) and the result never depends on the
+ * thread count. Backward passes add into a zero-filled grad_input one plane
+ * per work item, so overlapping windows are summed without races and in a
+ * fixed order.
+ *
+ * The numbers are PyTorch's CPU kernels', including its corner rules:
+ * - max: a value is taken when it is greater than the running maximum or NaN,
+ *   visiting the window in row-major order from -inf with the index of the
+ *   first in-bounds tap; so ties keep the first maximum, a NaN wins and the
+ *   last NaN is kept, and a window of -inf reports its first in-bounds tap.
+ * - average: the divisor counts the window clipped to the padded input
+ *   (count_include_pad) or to the input itself, or is divisor_override; in
+ *   ceil_mode the last window may hang over the bottom/right padding and is
+ *   clipped there, as PyTorch does.
+ * - adaptive: bin i of n over size L is [floor(i*L/n), ceil((i+1)*L/n)).
+ *
+ * The per-row work of max and average pooling walks the kernel taps and, for
+ * each tap, the run of output positions whose tap lands in the input (as
+ * im2col.c does), so that the inner loops are plain strided loops the
+ * compiler vectorizes. Like im2col.c, this file includes itself: once per
+ * instruction set (portable, AVX2, AVX-512, the one im2col.c chose at import
+ * is used), and within each once per dtype. */
+#if !defined(FNN_ISA) /* ---- top level: the instruction sets and the entry points ---- */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include "fastnn.h"
+
+#define FNN_NAME3(base, isa, sfx) base##_##isa##_##sfx
+#define FNN_NAME2(base, isa, sfx) FNN_NAME3(base, isa, sfx)
+#define FNN_NAME(base) FNN_NAME2(base, FNN_ISA, SFX)
+
+/* The per-row and per-plane kernels of one instruction set. */
+#define FNN_POOL_OPS(T, SFX)                                                                  \
+    void (*max_row_##SFX)(const fnn_pool_shape *s, const T *x, int64_t oh, T *y,             \
+                          int64_t *idx);                                                      \
+    void (*avg_row_##SFX)(const fnn_pool_shape *s, const T *x, int64_t oh, T *y, int cip,    \
+                          int64_t divisor);                                                   \
+    void (*avg_backward_plane_##SFX)(const fnn_pool_shape *s, const T *dy, T *dx, int cip,   \
+                                     int64_t divisor, T *scaled);                             \
+    int (*max_backward_plane_##SFX)(const fnn_pool_shape *s, const T *dy,                    \
+                                    const int64_t *idx, T *dx);                               \
+    void (*adaptive_avg_row_##SFX)(const fnn_pool_shape *s, const T *x, int64_t oh, T *y);   \
+    void (*adaptive_max_row_##SFX)(const fnn_pool_shape *s, const T *x, int64_t oh, T *y,    \
+                                   int64_t *idx);                                             \
+    void (*adaptive_avg_backward_plane_##SFX)(const fnn_pool_shape *s, const T *dy, T *dx);
+typedef struct {
+    FNN_POOL_OPS(float, f32)
+    FNN_POOL_OPS(double, f64)
+} fnn_pool_ops;
+#undef FNN_POOL_OPS
+
+/* First in-bounds tap of a window starting at `start` (PyTorch steps a start
+ * in the padding forward by whole dilations). */
+static inline int64_t fnn_first_tap(int64_t start, int64_t dilation) {
+    return start >= 0 ? start : start + ((-start + dilation - 1) / dilation) * dilation;
+}
+
+/* Adaptive bins: [floor(i*size/out), ceil((i+1)*size/out)). */
+static inline int64_t fnn_bin_start(int64_t i, int64_t out, int64_t size) {
+    return i * size / out;
+}
+static inline int64_t fnn_bin_end(int64_t i, int64_t out, int64_t size) {
+    return ((i + 1) * size + out - 1) / out;
+}
+
+/* Average pooling's window along one axis, as PyTorch clips it: `full` is its
+ * extent inside the padded input (count_include_pad), [*lo, *hi) inside the
+ * input itself. */
+static inline int64_t fnn_avg_extent(int64_t o, int64_t stride, int64_t pad, int64_t k,
+                                     int64_t size, int64_t *lo, int64_t *hi) {
+    int64_t a = o * stride - pad, b = a + k;
+    if (b > size + pad) b = size + pad;
+    *lo = a < 0 ? 0 : a;
+    *hi = b > size ? size : b;
+    return b - a;
+}
+
+#define FNN_ISA portable
+#include "pool.c"
+#undef FNN_ISA
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define FNN_ISA avx2
+#include "pool.c"
+#undef FNN_ISA
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,prefer-vector-width=512")
+#define FNN_ISA avx512
+#include "pool.c"
+#undef FNN_ISA
+#pragma GCC pop_options
+
+#define FNN_POOL_OPS_OF(name, isa) name##_##isa##_f32
+#define FNN_POOL_OPS_OF64(name, isa) name##_##isa##_f64
+#define FNN_POOL_LIST(isa, OF)                                                                \
+    OF(max_row, isa), OF(avg_row, isa), OF(avg_backward_plane, isa),                          \
+        OF(max_backward_plane, isa), OF(adaptive_avg_row, isa), OF(adaptive_max_row, isa),    \
+        OF(adaptive_avg_backward_plane, isa)
+#define FNN_DEFINE_POOL_OPS(isa)                                                              \
+    static const fnn_pool_ops fnn_pool_##isa = {FNN_POOL_LIST(isa, FNN_POOL_OPS_OF),          \
+                                                FNN_POOL_LIST(isa, FNN_POOL_OPS_OF64)};
+FNN_DEFINE_POOL_OPS(portable)
+FNN_DEFINE_POOL_OPS(avx2)
+FNN_DEFINE_POOL_OPS(avx512)
+
+/* The instruction set runtime.c chose for im2col.c (FASTNN_SIMD applies to both). */
+static const fnn_pool_ops *fnn_pool_ops_now(void) {
+    if (fnn_simd == &fnn_simd_avx512) return &fnn_pool_avx512;
+    if (fnn_simd == &fnn_simd_avx2) return &fnn_pool_avx2;
+    return &fnn_pool_portable;
+}
+
+/* Forward passes: one work item per (plane, output row). Backward passes: one
+ * per plane, since windows of neighbouring output rows overlap in the input. */
+#define FNN_DEFINE_POOL(T, SFX)                                                               \
+    int fnn_max_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y,              \
+                                     int64_t *idx) {                                          \
+        const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
+        int64_t hw = s->in_h * s->in_w, L = s->out_h * s->out_w;                              \
+        int64_t rows = s->batch * s->channels * s->out_h;                                    \
+        _Pragma("omp parallel for schedule(static)")                                          \
+        for (int64_t r = 0; r < rows; r++) {                                                  \
+            int64_t p = r / s->out_h, oh = r % s->out_h, o = p * L + oh * s->out_w;          \
+            ops->max_row_##SFX(s, x + p * hw, oh, y + o, idx ? idx + o : NULL);               \
+        }                                                                                     \
+        return FNN_OK;                                                                        \
+    }                                                                                         \
+    int fnn_max_pool2d_backward_##SFX(const fnn_pool_shape *s, const T *dy,                  \
+                                      const int64_t *idx, T *dx) {                            \
+        const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
+        int64_t hw = s->in_h * s->in_w, L = s->out_h * s->out_w;                              \
+        int64_t planes = s->batch * s->channels;                                             \
+        int bad = 0;                                                                          \
+        _Pragma("omp parallel for schedule(static) reduction(|:bad)")                         \
+        for (int64_t p = 0; p < planes; p++)                                                  \
+            bad |= ops->max_backward_plane_##SFX(s, dy + p * L, idx + p * L, dx + p * hw);    \
+        return bad ? FNN_EINVAL : FNN_OK;                                                     \
+    }                                                                                         \
+    int fnn_avg_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y,              \
+                                     int count_include_pad, int64_t divisor_override) {       \
+        const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
+        int64_t hw = s->in_h * s->in_w, L = s->out_h * s->out_w;                              \
+        int64_t rows = s->batch * s->channels * s->out_h;                                    \
+        _Pragma("omp parallel for schedule(static)")                                          \
+        for (int64_t r = 0; r < rows; r++) {                                                  \
+            int64_t p = r / s->out_h, oh = r % s->out_h;                                     \
+            ops->avg_row_##SFX(s, x + p * hw, oh, y + p * L + oh * s->out_w,                  \
+                               count_include_pad, divisor_override);                          \
+        }                                                                                     \
+        return FNN_OK;                                                                        \
+    }                                                                                         \
+    int fnn_avg_pool2d_backward_##SFX(const fnn_pool_shape *s, const T *dy, T *dx,           \
+                                      int count_include_pad, int64_t divisor_override) {      \
+        const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
+        int64_t hw = s->in_h * s->in_w, L = s->out_h * s->out_w;                              \
+        int64_t planes = s->batch * s->channels;                                             \
+        int status = FNN_OK;                                                                  \
+        _Pragma("omp parallel")                                                               \
+        {                                                                                     \
+            /* one output row of dy / divisor, reused for every tap of the row */            \
+            T *scaled = malloc((size_t)s->out_w * sizeof(T));                                 \
+            if (!scaled) {                                                                    \
+                _Pragma("omp atomic write") status = FNN_ENOMEM;                              \
+            }                                                                                 \
+            _Pragma("omp for schedule(static)")                                               \
+            for (int64_t p = 0; p < planes; p++)                                              \
+                if (scaled)                                                                   \
+                    ops->avg_backward_plane_##SFX(s, dy + p * L, dx + p * hw,                 \
+                                                  count_include_pad, divisor_override, scaled);\
+            free(scaled);                                                                     \
+        }                                                                                     \
+        return status;                                                                        \
+    }                                                                                         \
+    int fnn_adaptive_avg_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y) {   \
+        const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
+        int64_t hw = s->in_h * s->in_w, L = s->out_h * s->out_w;                              \
+        int64_t rows = s->batch * s->channels * s->out_h;                                    \
+        _Pragma("omp parallel for schedule(static)")                                          \
+        for (int64_t r = 0; r < rows; r++) {                                                  \
+            int64_t p = r / s->out_h, oh = r % s->out_h;                                     \
+            ops->adaptive_avg_row_##SFX(s, x + p * hw, oh, y + p * L + oh * s->out_w);        \
+        }                                                                                     \
+        return FNN_OK;                                                                        \
+    }                                                                                         \
+    int fnn_adaptive_max_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y,     \
+                                              int64_t *idx) {                                 \
+        const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
+        int64_t hw = s->in_h * s->in_w, L = s->out_h * s->out_w;                              \
+        int64_t rows = s->batch * s->channels * s->out_h;                                    \
+        _Pragma("omp parallel for schedule(static)")                                          \
+        for (int64_t r = 0; r < rows; r++) {                                                  \
+            int64_t p = r / s->out_h, oh = r % s->out_h, o = p * L + oh * s->out_w;          \
+            ops->adaptive_max_row_##SFX(s, x + p * hw, oh, y + o, idx ? idx + o : NULL);      \
+        }                                                                                     \
+        return FNN_OK;                                                                        \
+    }                                                                                         \
+    int fnn_adaptive_avg_pool2d_backward_##SFX(const fnn_pool_shape *s, const T *dy, T *dx) {\
+        const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
+        int64_t hw = s->in_h * s->in_w, L = s->out_h * s->out_w;                              \
+        int64_t planes = s->batch * s->channels;                                             \
+        _Pragma("omp parallel for schedule(static)")                                          \
+        for (int64_t p = 0; p < planes; p++)                                                  \
+            ops->adaptive_avg_backward_plane_##SFX(s, dy + p * L, dx + p * hw);               \
+        return FNN_OK;                                                                        \
+    }
+FNN_DEFINE_POOL(float, f32)
+FNN_DEFINE_POOL(double, f64)
+
+#elif !defined(T) /* ---- one instruction set: the dtypes ---- */
+
+#define T float
+#define SFX f32
+#include "pool.c"
+#undef T
+#undef SFX
+#define T double
+#define SFX f64
+#include "pool.c"
+#undef T
+#undef SFX
+
+#else /* ---- body: one instruction set, one dtype ---- */
+
+/* m[j] = max(m[j], src[j*stride]) by PyTorch's rule (greater, or NaN), and its
+ * flat position i0 + j*stride in mi when mi is given. Strides 1 and 2 get
+ * loops with a constant stride, which the compiler vectorizes. */
+#define FNN_MAX_STEP(J, S)                                                                    \
+    do {                                                                                      \
+        T v = src[(J) * (S)];                                                                 \
+        int take = (v > m[J]) | (v != v);                                                     \
+        m[J] = take ? v : m[J];                                                               \
+        mi[J] = take ? i0 + (J) * (S) : mi[J];                                                \
+    } while (0)
+static inline void FNN_NAME(max_update)(int64_t n, const T *src, int64_t stride, T *m,
+                                        int64_t *mi, int64_t i0) {
+    if (mi) {
+        if (stride == 1)
+            for (int64_t j = 0; j < n; j++) FNN_MAX_STEP(j, 1);
+        else if (stride == 2)
+            for (int64_t j = 0; j < n; j++) FNN_MAX_STEP(j, 2);
+        else
+            for (int64_t j = 0; j < n; j++) FNN_MAX_STEP(j, stride);
+    } else {
+        if (stride == 1)
+            for (int64_t j = 0; j < n; j++) {
+                T v = src[j];
+                m[j] = ((v > m[j]) | (v != v)) ? v : m[j];
+            }
+        else if (stride == 2)
+            for (int64_t j = 0; j < n; j++) {
+                T v = src[2 * j];
+                m[j] = ((v > m[j]) | (v != v)) ? v : m[j];
+            }
+        else
+            for (int64_t j = 0; j < n; j++) {
+                T v = src[j * stride];
+                m[j] = ((v > m[j]) | (v != v)) ? v : m[j];
+            }
+    }
+}
+#undef FNN_MAX_STEP
+
+/* dst[j*stride] += src[j] */
+static inline void FNN_NAME(add_strided)(int64_t n, const T *src, int64_t stride, T *dst) {
+    if (stride == 1)
+        for (int64_t j = 0; j < n; j++) dst[j] += src[j];
+    else if (stride == 2)
+        for (int64_t j = 0; j < n; j++) dst[2 * j] += src[j];
+    else
+        for (int64_t j = 0; j < n; j++) dst[j * stride] += src[j];
+}
+
+/* dst[j] += src[j*stride] */
+static inline void FNN_NAME(gather_add)(int64_t n, const T *src, int64_t stride, T *dst) {
+    if (stride == 1)
+        for (int64_t j = 0; j < n; j++) dst[j] += src[j];
+    else if (stride == 2)
+        for (int64_t j = 0; j < n; j++) dst[j] += src[2 * j];
+    else
+        for (int64_t j = 0; j < n; j++) dst[j] += src[j * stride];
+}
+
+/* Output row oh of max pooling on plane x: y (and idx, if not NULL). Taps are
+ * visited in row-major order, each over all the outputs it reaches, so every
+ * output sees its window in PyTorch's order. */
+static void FNN_NAME(max_row)(const fnn_pool_shape *s, const T *x, int64_t oh, T *y,
+                              int64_t *idx) {
+    const int64_t W = s->in_w, OW = s->out_w, sw = s->stride_w, dw = s->dilation_w;
+    const int64_t h0 = oh * s->stride_h - s->pad_h;
+    int64_t first_row = fnn_first_tap(h0, s->dilation_h);
+    for (int64_t ow = 0; ow < OW; ow++) y[ow] = -INFINITY;
+    if (idx)
+        for (int64_t ow = 0; ow < OW; ow++)
+            idx[ow] = first_row * W + fnn_first_tap(ow * sw - s->pad_w, dw);
+    for (int64_t ki = 0; ki < s->kernel_h; ki++) {
+        int64_t ih = h0 + ki * s->dilation_h;
+        if (ih < 0 || ih >= s->in_h) continue;
+        for (int64_t kj = 0; kj < s->kernel_w; kj++) {
+            int64_t off = kj * dw - s->pad_w, lo, hi;
+            fnn_valid_range(off, sw, W, OW, &lo, &hi);
+            if (lo >= hi) continue;
+            int64_t first = ih * W + off + lo * sw; /* flat position of output lo's tap */
+            FNN_NAME(max_update)(hi - lo, x + first, sw, y + lo, idx ? idx + lo : NULL, first);
+        }
+    }
+}
+
+/* Output row oh of average pooling: sum the taps in row-major order, then
+ * divide by PyTorch's divisor (an empty window gives 0). */
+static void FNN_NAME(avg_row)(const fnn_pool_shape *s, const T *x, int64_t oh, T *y, int cip,
+                              int64_t divisor) {
+    const int64_t W = s->in_w, OW = s->out_w, sw = s->stride_w;
+    int64_t hlo, hhi, hfull = fnn_avg_extent(oh, s->stride_h, s->pad_h, s->kernel_h, s->in_h,
+                                             &hlo, &hhi);
+    for (int64_t ow = 0; ow < OW; ow++) y[ow] = 0;
+    if (hlo >= hhi) return;
+    for (int64_t ih = hlo; ih < hhi; ih++)
+        for (int64_t kj = 0; kj < s->kernel_w; kj++) {
+            int64_t off = kj - s->pad_w, lo, hi;
+            fnn_valid_range(off, sw, W, OW, &lo, &hi);
+            FNN_NAME(gather_add)(hi - lo, x + ih * W + off + lo * sw, sw, y + lo);
+        }
+    for (int64_t ow = 0; ow < OW; ow++) {
+        int64_t wlo, whi, wfull = fnn_avg_extent(ow, sw, s->pad_w, s->kernel_w, W, &wlo, &whi);
+        int64_t d = divisor ? divisor : cip ? hfull * wfull : (hhi - hlo) * (whi - wlo);
+        y[ow] = wlo < whi ? y[ow] / (T)d : 0;
+    }
+}
+
+/* Plane gradient of average pooling: each output's gradient over its divisor,
+ * added to every input element of its window. */
+static void FNN_NAME(avg_backward_plane)(const fnn_pool_shape *s, const T *dy, T *dx, int cip,
+                                         int64_t divisor, T *scaled) {
+    const int64_t W = s->in_w, OW = s->out_w, sw = s->stride_w;
+    for (int64_t oh = 0; oh < s->out_h; oh++) {
+        int64_t hlo, hhi, hfull = fnn_avg_extent(oh, s->stride_h, s->pad_h, s->kernel_h,
+                                                 s->in_h, &hlo, &hhi);
+        if (hlo >= hhi) continue;
+        for (int64_t ow = 0; ow < OW; ow++) {
+            int64_t wlo, whi, wfull = fnn_avg_extent(ow, sw, s->pad_w, s->kernel_w, W, &wlo,
+                                                     &whi);
+            int64_t d = divisor ? divisor : cip ? hfull * wfull : (hhi - hlo) * (whi - wlo);
+            scaled[ow] = wlo < whi ? dy[oh * OW + ow] / (T)d : 0;
+        }
+        for (int64_t ih = hlo; ih < hhi; ih++)
+            for (int64_t kj = 0; kj < s->kernel_w; kj++) {
+                int64_t off = kj - s->pad_w, lo, hi;
+                fnn_valid_range(off, sw, W, OW, &lo, &hi);
+                FNN_NAME(add_strided)(hi - lo, scaled + lo, sw, dx + ih * W + off + lo * sw);
+            }
+    }
+}
+
+/* Plane gradient of max pooling (plain or adaptive): scatter-add by index.
+ * Returns 1 when an index lies outside the plane (nothing is written for it). */
+static int FNN_NAME(max_backward_plane)(const fnn_pool_shape *s, const T *dy,
+                                        const int64_t *idx, T *dx) {
+    const uint64_t hw = (uint64_t)(s->in_h * s->in_w);
+    const int64_t L = s->out_h * s->out_w;
+    int bad = 0;
+    for (int64_t p = 0; p < L; p++) {
+        uint64_t i = (uint64_t)idx[p]; /* a negative index wraps to a huge one */
+        if (i < hw)
+            dx[i] += dy[p];
+        else
+            bad = 1;
+    }
+    return bad;
+}
+
+/* Output row oh of adaptive average pooling (sum / kh / kw, as PyTorch). */
+static void FNN_NAME(adaptive_avg_row)(const fnn_pool_shape *s, const T *x, int64_t oh, T *y) {
+    const int64_t W = s->in_w, OW = s->out_w;
+    int64_t h0 = fnn_bin_start(oh, s->out_h, s->in_h), h1 = fnn_bin_end(oh, s->out_h, s->in_h);
+    for (int64_t ow = 0; ow < OW; ow++) {
+        int64_t w0 = fnn_bin_start(ow, OW, W), w1 = fnn_bin_end(ow, OW, W);
+        T sum = 0;
+        for (int64_t ih = h0; ih < h1; ih++)
+            for (int64_t iw = w0; iw < w1; iw++) sum += x[ih * W + iw];
+        y[ow] = sum / (T)(h1 - h0) / (T)(w1 - w0);
+    }
+}
+
+/* Output row oh of adaptive max pooling, by the same rule as max_row. */
+static void FNN_NAME(adaptive_max_row)(const fnn_pool_shape *s, const T *x, int64_t oh, T *y,
+                                       int64_t *idx) {
+    const int64_t W = s->in_w, OW = s->out_w;
+    int64_t h0 = fnn_bin_start(oh, s->out_h, s->in_h), h1 = fnn_bin_end(oh, s->out_h, s->in_h);
+    for (int64_t ow = 0; ow < OW; ow++) {
+        int64_t w0 = fnn_bin_start(ow, OW, W), w1 = fnn_bin_end(ow, OW, W);
+        T m = -INFINITY;
+        int64_t mi = h0 * W + w0;
+        for (int64_t ih = h0; ih < h1; ih++)
+            for (int64_t iw = w0; iw < w1; iw++) {
+                T v = x[ih * W + iw];
+                if (v > m || v != v) {
+                    m = v;
+                    mi = ih * W + iw;
+                }
+            }
+        y[ow] = m;
+        if (idx) idx[ow] = mi;
+    }
+}
+
+/* Plane gradient of adaptive average pooling: each output's gradient / kh / kw
+ * added over its bin. */
+static void FNN_NAME(adaptive_avg_backward_plane)(const fnn_pool_shape *s, const T *dy, T *dx) {
+    const int64_t W = s->in_w, OW = s->out_w;
+    for (int64_t oh = 0; oh < s->out_h; oh++) {
+        int64_t h0 = fnn_bin_start(oh, s->out_h, s->in_h);
+        int64_t h1 = fnn_bin_end(oh, s->out_h, s->in_h);
+        for (int64_t ow = 0; ow < OW; ow++) {
+            int64_t w0 = fnn_bin_start(ow, OW, W), w1 = fnn_bin_end(ow, OW, W);
+            T g = dy[oh * OW + ow] / (T)(h1 - h0) / (T)(w1 - w0);
+            for (int64_t ih = h0; ih < h1; ih++)
+                for (int64_t iw = w0; iw < w1; iw++) dx[ih * W + iw] += g;
+        }
+    }
+}
+
+#endif
