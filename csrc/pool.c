@@ -37,17 +37,18 @@
 
 /* The per-row and per-plane kernels of one instruction set. */
 #define FNN_POOL_OPS(T, SFX)                                                                  \
-    void (*max_row_##SFX)(const fnn_pool_shape *s, const T *x, int64_t oh, T *y,             \
-                          int64_t *idx);                                                      \
-    void (*avg_row_##SFX)(const fnn_pool_shape *s, const T *x, int64_t oh, T *y, int cip,    \
-                          int64_t divisor);                                                   \
+    void (*max_rows_##SFX)(const fnn_pool_shape *s, const T *x, int64_t oh0, int64_t oh1,    \
+                           T *y, int64_t *idx, void *work);                                   \
+    void (*avg_rows_##SFX)(const fnn_pool_shape *s, const T *x, int64_t oh0, int64_t oh1,    \
+                           T *y, int cip, int64_t divisor);                                   \
     void (*avg_backward_plane_##SFX)(const fnn_pool_shape *s, const T *dy, T *dx, int cip,   \
                                      int64_t divisor, T *scaled);                             \
     int (*max_backward_plane_##SFX)(const fnn_pool_shape *s, const T *dy,                    \
                                     const int64_t *idx, T *dx);                               \
-    void (*adaptive_avg_row_##SFX)(const fnn_pool_shape *s, const T *x, int64_t oh, T *y);   \
-    void (*adaptive_max_row_##SFX)(const fnn_pool_shape *s, const T *x, int64_t oh, T *y,    \
-                                   int64_t *idx);                                             \
+    void (*adaptive_avg_rows_##SFX)(const fnn_pool_shape *s, const T *x, int64_t oh0,        \
+                                    int64_t oh1, T *y);                                       \
+    void (*adaptive_max_rows_##SFX)(const fnn_pool_shape *s, const T *x, int64_t oh0,        \
+                                    int64_t oh1, T *y, int64_t *idx);                         \
     void (*adaptive_avg_backward_plane_##SFX)(const fnn_pool_shape *s, const T *dy, T *dx);
 typedef struct {
     FNN_POOL_OPS(float, f32)
@@ -102,8 +103,8 @@ static inline int64_t fnn_avg_extent(int64_t o, int64_t stride, int64_t pad, int
 #define FNN_POOL_OPS_OF(name, isa) name##_##isa##_f32
 #define FNN_POOL_OPS_OF64(name, isa) name##_##isa##_f64
 #define FNN_POOL_LIST(isa, OF)                                                                \
-    OF(max_row, isa), OF(avg_row, isa), OF(avg_backward_plane, isa),                          \
-        OF(max_backward_plane, isa), OF(adaptive_avg_row, isa), OF(adaptive_max_row, isa),    \
+    OF(max_rows, isa), OF(avg_rows, isa), OF(avg_backward_plane, isa),                        \
+        OF(max_backward_plane, isa), OF(adaptive_avg_rows, isa), OF(adaptive_max_rows, isa),  \
         OF(adaptive_avg_backward_plane, isa)
 #define FNN_DEFINE_POOL_OPS(isa)                                                              \
     static const fnn_pool_ops fnn_pool_##isa = {FNN_POOL_LIST(isa, FNN_POOL_OPS_OF),          \
@@ -119,20 +120,42 @@ static const fnn_pool_ops *fnn_pool_ops_now(void) {
     return &fnn_pool_portable;
 }
 
-/* Forward passes: one work item per (plane, output row). Backward passes: one
- * per plane, since windows of neighbouring output rows overlap in the input. */
+/* Forward passes: work items are runs of output rows of one plane; each plane is
+ * cut into enough runs for FNN_POOL_MIN_ITEMS items even when there are few
+ * planes (the split depends on the shape only). Backward passes: one item per
+ * plane, since windows of neighbouring output rows overlap in the input. */
+#define FNN_POOL_MIN_ITEMS 32
+static int64_t fnn_row_chunks(const fnn_pool_shape *s) {
+    int64_t planes = s->batch * s->channels;
+    int64_t chunks = (FNN_POOL_MIN_ITEMS + planes - 1) / planes;
+    return chunks < s->out_h ? chunks : s->out_h;
+}
+
 #define FNN_DEFINE_POOL(T, SFX)                                                               \
     int fnn_max_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y,              \
                                      int64_t *idx) {                                          \
         const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
         int64_t hw = s->in_h * s->in_w, L = s->out_h * s->out_w;                              \
-        int64_t rows = s->batch * s->channels * s->out_h;                                    \
-        _Pragma("omp parallel for schedule(static)")                                          \
-        for (int64_t r = 0; r < rows; r++) {                                                  \
-            int64_t p = r / s->out_h, oh = r % s->out_h, o = p * L + oh * s->out_w;          \
-            ops->max_row_##SFX(s, x + p * hw, oh, y + o, idx ? idx + o : NULL);               \
+        int64_t chunks = fnn_row_chunks(s), items = s->batch * s->channels * chunks;         \
+        int status = FNN_OK;                                                                  \
+        _Pragma("omp parallel")                                                               \
+        {                                                                                     \
+            /* one row of column maxima and their positions */                               \
+            void *work = malloc((size_t)s->in_w * (sizeof(T) + sizeof(int64_t)));             \
+            if (!work) {                                                                      \
+                _Pragma("omp atomic write") status = FNN_ENOMEM;                              \
+            }                                                                                 \
+            _Pragma("omp for schedule(static)")                                               \
+            for (int64_t r = 0; r < items; r++) {                                             \
+                int64_t p = r / chunks, oh0 = r % chunks * s->out_h / chunks;                \
+                int64_t oh1 = (r % chunks + 1) * s->out_h / chunks;                          \
+                if (work)                                                                     \
+                    ops->max_rows_##SFX(s, x + p * hw, oh0, oh1, y + p * L,                   \
+                                        idx ? idx + p * L : NULL, work);                      \
+            }                                                                                 \
+            free(work);                                                                       \
         }                                                                                     \
-        return FNN_OK;                                                                        \
+        return status;                                                                        \
     }                                                                                         \
     int fnn_max_pool2d_backward_##SFX(const fnn_pool_shape *s, const T *dy,                  \
                                       const int64_t *idx, T *dx) {                            \
@@ -149,12 +172,13 @@ static const fnn_pool_ops *fnn_pool_ops_now(void) {
                                      int count_include_pad, int64_t divisor_override) {       \
         const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
         int64_t hw = s->in_h * s->in_w, L = s->out_h * s->out_w;                              \
-        int64_t rows = s->batch * s->channels * s->out_h;                                    \
+        int64_t chunks = fnn_row_chunks(s), items = s->batch * s->channels * chunks;         \
         _Pragma("omp parallel for schedule(static)")                                          \
-        for (int64_t r = 0; r < rows; r++) {                                                  \
-            int64_t p = r / s->out_h, oh = r % s->out_h;                                     \
-            ops->avg_row_##SFX(s, x + p * hw, oh, y + p * L + oh * s->out_w,                  \
-                               count_include_pad, divisor_override);                          \
+        for (int64_t r = 0; r < items; r++) {                                                 \
+            int64_t p = r / chunks, oh0 = r % chunks * s->out_h / chunks;                    \
+            int64_t oh1 = (r % chunks + 1) * s->out_h / chunks;                              \
+            ops->avg_rows_##SFX(s, x + p * hw, oh0, oh1, y + p * L, count_include_pad,        \
+                                divisor_override);                                            \
         }                                                                                     \
         return FNN_OK;                                                                        \
     }                                                                                         \
@@ -183,11 +207,12 @@ static const fnn_pool_ops *fnn_pool_ops_now(void) {
     int fnn_adaptive_avg_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y) {   \
         const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
         int64_t hw = s->in_h * s->in_w, L = s->out_h * s->out_w;                              \
-        int64_t rows = s->batch * s->channels * s->out_h;                                    \
+        int64_t chunks = fnn_row_chunks(s), items = s->batch * s->channels * chunks;         \
         _Pragma("omp parallel for schedule(static)")                                          \
-        for (int64_t r = 0; r < rows; r++) {                                                  \
-            int64_t p = r / s->out_h, oh = r % s->out_h;                                     \
-            ops->adaptive_avg_row_##SFX(s, x + p * hw, oh, y + p * L + oh * s->out_w);        \
+        for (int64_t r = 0; r < items; r++) {                                                 \
+            int64_t p = r / chunks, oh0 = r % chunks * s->out_h / chunks;                    \
+            int64_t oh1 = (r % chunks + 1) * s->out_h / chunks;                              \
+            ops->adaptive_avg_rows_##SFX(s, x + p * hw, oh0, oh1, y + p * L);                 \
         }                                                                                     \
         return FNN_OK;                                                                        \
     }                                                                                         \
@@ -195,11 +220,13 @@ static const fnn_pool_ops *fnn_pool_ops_now(void) {
                                               int64_t *idx) {                                 \
         const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
         int64_t hw = s->in_h * s->in_w, L = s->out_h * s->out_w;                              \
-        int64_t rows = s->batch * s->channels * s->out_h;                                    \
+        int64_t chunks = fnn_row_chunks(s), items = s->batch * s->channels * chunks;         \
         _Pragma("omp parallel for schedule(static)")                                          \
-        for (int64_t r = 0; r < rows; r++) {                                                  \
-            int64_t p = r / s->out_h, oh = r % s->out_h, o = p * L + oh * s->out_w;          \
-            ops->adaptive_max_row_##SFX(s, x + p * hw, oh, y + o, idx ? idx + o : NULL);      \
+        for (int64_t r = 0; r < items; r++) {                                                 \
+            int64_t p = r / chunks, oh0 = r % chunks * s->out_h / chunks;                    \
+            int64_t oh1 = (r % chunks + 1) * s->out_h / chunks;                              \
+            ops->adaptive_max_rows_##SFX(s, x + p * hw, oh0, oh1, y + p * L,                  \
+                                         idx ? idx + p * L : NULL);                           \
         }                                                                                     \
         return FNN_OK;                                                                        \
     }                                                                                         \
@@ -240,8 +267,8 @@ FNN_DEFINE_POOL(double, f64)
         m[J] = take ? v : m[J];                                                               \
         mi[J] = take ? i0 + (J) * (S) : mi[J];                                                \
     } while (0)
-static inline void FNN_NAME(max_update)(int64_t n, const T *src, int64_t stride, T *m,
-                                        int64_t *mi, int64_t i0) {
+static inline void FNN_NAME(max_update)(int64_t n, const T *restrict src, int64_t stride,
+                                        T *restrict m, int64_t *restrict mi, int64_t i0) {
     if (mi) {
         if (stride == 1)
             for (int64_t j = 0; j < n; j++) FNN_MAX_STEP(j, 1);
@@ -270,7 +297,8 @@ static inline void FNN_NAME(max_update)(int64_t n, const T *src, int64_t stride,
 #undef FNN_MAX_STEP
 
 /* dst[j*stride] += src[j] */
-static inline void FNN_NAME(add_strided)(int64_t n, const T *src, int64_t stride, T *dst) {
+static inline void FNN_NAME(add_strided)(int64_t n, const T *restrict src, int64_t stride,
+                                         T *restrict dst) {
     if (stride == 1)
         for (int64_t j = 0; j < n; j++) dst[j] += src[j];
     else if (stride == 2)
@@ -280,7 +308,8 @@ static inline void FNN_NAME(add_strided)(int64_t n, const T *src, int64_t stride
 }
 
 /* dst[j] += src[j*stride] */
-static inline void FNN_NAME(gather_add)(int64_t n, const T *src, int64_t stride, T *dst) {
+static inline void FNN_NAME(gather_add)(int64_t n, const T *restrict src, int64_t stride,
+                                        T *restrict dst) {
     if (stride == 1)
         for (int64_t j = 0; j < n; j++) dst[j] += src[j];
     else if (stride == 2)
@@ -289,50 +318,142 @@ static inline void FNN_NAME(gather_add)(int64_t n, const T *src, int64_t stride,
         for (int64_t j = 0; j < n; j++) dst[j] += src[j * stride];
 }
 
-/* Output row oh of max pooling on plane x: y (and idx, if not NULL). Taps are
- * visited in row-major order, each over all the outputs it reaches, so every
- * output sees its window in PyTorch's order. */
-static void FNN_NAME(max_row)(const fnn_pool_shape *s, const T *x, int64_t oh, T *y,
-                              int64_t *idx) {
+/* For each kernel column kj, the run [lo, hi) of output columns whose tap kj
+ * lands inside the input: the same for every output row, so it is computed
+ * once per call (in a fixed buffer for kernels up to FNN_TAPS_MAX wide, and
+ * per use beyond that) rather than once per row and tap: its two divisions
+ * cost more than the short runs of a small image. */
+#ifndef FNN_TAPS_MAX
+#define FNN_TAPS_MAX 32
+#endif
+typedef struct {
+    int64_t lo[FNN_TAPS_MAX], hi[FNN_TAPS_MAX];
+} FNN_NAME(col_runs);
+
+static inline void FNN_NAME(runs_init)(const fnn_pool_shape *s, FNN_NAME(col_runs) *r) {
+    for (int64_t kj = 0; kj < s->kernel_w && kj < FNN_TAPS_MAX; kj++)
+        fnn_valid_range(kj * s->dilation_w - s->pad_w, s->stride_w, s->in_w, s->out_w,
+                        &r->lo[kj], &r->hi[kj]);
+}
+
+static inline void FNN_NAME(runs_get)(const fnn_pool_shape *s, const FNN_NAME(col_runs) *r,
+                                      int64_t kj, int64_t *lo, int64_t *hi) {
+    if (kj < FNN_TAPS_MAX) {
+        *lo = r->lo[kj];
+        *hi = r->hi[kj];
+    } else {
+        fnn_valid_range(kj * s->dilation_w - s->pad_w, s->stride_w, s->in_w, s->out_w, lo, hi);
+    }
+}
+
+/* The horizontal step of max pooling with indices: candidates (sv, si) taken
+ * every `stride` columns meet the running (m, mi) of each output. The
+ * vertical step has kept, per column, PyTorch's choice among the window's
+ * rows; across columns the order of visits is not PyTorch's (row-major), so
+ * the rule is applied in the form that does not depend on it: a NaN beats a
+ * number and the later (larger index) of two NaNs wins; between numbers the
+ * greater wins and, when equal, the earlier (smaller index), which is the
+ * first one in row-major order since ih*W + iw grows with it. */
+#define FNN_MAX_COMBINE(J, S)                                                                 \
+    do {                                                                                      \
+        T v = sv[(J) * (S)], cur = m[J];                                                      \
+        int64_t vi = si[(J) * (S)], ci = mi[J];                                               \
+        int take = (v > cur) | ((v == cur) & (vi < ci)) |                                     \
+                   ((v != v) & ((cur == cur) | (vi > ci)));                                   \
+        m[J] = take ? v : cur;                                                                \
+        mi[J] = take ? vi : ci;                                                               \
+    } while (0)
+static inline void FNN_NAME(max_combine)(int64_t n, const T *restrict sv,
+                                         const int64_t *restrict si, int64_t stride,
+                                         T *restrict m, int64_t *restrict mi) {
+    if (stride == 1)
+        for (int64_t j = 0; j < n; j++) FNN_MAX_COMBINE(j, 1);
+    else if (stride == 2)
+        for (int64_t j = 0; j < n; j++) FNN_MAX_COMBINE(j, 2);
+    else
+        for (int64_t j = 0; j < n; j++) FNN_MAX_COMBINE(j, stride);
+}
+#undef FNN_MAX_COMBINE
+
+/* Output rows [oh0, oh1) of max pooling on plane x: y (and idx, if not NULL)
+ * are whole output planes; `work` holds in_w values and in_w int64.
+ *
+ * Separable, as a max is: for each output row, first the maximum of the
+ * window's rows for every input column (tv, with its position in ti), long
+ * contiguous loops; then, for each output, the maximum of its window's
+ * columns of that. Walking the window's taps one by one for every output
+ * costs about three times as much for a 3x3 window. */
+static void FNN_NAME(max_rows)(const fnn_pool_shape *s, const T *x, int64_t oh0, int64_t oh1,
+                               T *y, int64_t *idx, void *work) {
     const int64_t W = s->in_w, OW = s->out_w, sw = s->stride_w, dw = s->dilation_w;
-    const int64_t h0 = oh * s->stride_h - s->pad_h;
-    int64_t first_row = fnn_first_tap(h0, s->dilation_h);
-    for (int64_t ow = 0; ow < OW; ow++) y[ow] = -INFINITY;
-    if (idx)
-        for (int64_t ow = 0; ow < OW; ow++)
-            idx[ow] = first_row * W + fnn_first_tap(ow * sw - s->pad_w, dw);
-    for (int64_t ki = 0; ki < s->kernel_h; ki++) {
-        int64_t ih = h0 + ki * s->dilation_h;
-        if (ih < 0 || ih >= s->in_h) continue;
+    int64_t *restrict ti = work;
+    T *restrict tv = (T *)(ti + W);
+    FNN_NAME(col_runs) runs;
+    FNN_NAME(runs_init)(s, &runs);
+    for (int64_t oh = oh0; oh < oh1; oh++) {
+        T *restrict yr = y + oh * OW;
+        int64_t *restrict ir = idx ? idx + oh * OW : NULL;
+        const int64_t h0 = oh * s->stride_h - s->pad_h;
+        int rows = 0;
+        for (int64_t ki = 0; ki < s->kernel_h; ki++) {
+            int64_t ih = h0 + ki * s->dilation_h;
+            if (ih < 0 || ih >= s->in_h) continue;
+            const T *xr = x + ih * W;
+            if (rows++ == 0) {
+                for (int64_t w = 0; w < W; w++) tv[w] = xr[w];
+                if (ir)
+                    for (int64_t w = 0; w < W; w++) ti[w] = ih * W + w;
+            } else {
+                FNN_NAME(max_update)(W, xr, 1, tv, ir ? ti : NULL, ih * W);
+            }
+        }
+        /* -inf and the first in-bounds tap, PyTorch's start (and its answer for
+         * a window of -inf) */
+        for (int64_t ow = 0; ow < OW; ow++) yr[ow] = -INFINITY;
+        if (ir) {
+            int64_t first_row = fnn_first_tap(h0, s->dilation_h) * W;
+            for (int64_t ow = 0; ow < OW; ow++)
+                ir[ow] = first_row + fnn_first_tap(ow * sw - s->pad_w, dw);
+        }
+        if (rows == 0) continue;
         for (int64_t kj = 0; kj < s->kernel_w; kj++) {
-            int64_t off = kj * dw - s->pad_w, lo, hi;
-            fnn_valid_range(off, sw, W, OW, &lo, &hi);
+            int64_t lo, hi;
+            FNN_NAME(runs_get)(s, &runs, kj, &lo, &hi);
             if (lo >= hi) continue;
-            int64_t first = ih * W + off + lo * sw; /* flat position of output lo's tap */
-            FNN_NAME(max_update)(hi - lo, x + first, sw, y + lo, idx ? idx + lo : NULL, first);
+            int64_t first = kj * dw - s->pad_w + lo * sw; /* column of output lo's tap */
+            if (ir)
+                FNN_NAME(max_combine)(hi - lo, tv + first, ti + first, sw, yr + lo, ir + lo);
+            else
+                FNN_NAME(max_update)(hi - lo, tv + first, sw, yr + lo, NULL, 0);
         }
     }
 }
 
-/* Output row oh of average pooling: sum the taps in row-major order, then
- * divide by PyTorch's divisor (an empty window gives 0). */
-static void FNN_NAME(avg_row)(const fnn_pool_shape *s, const T *x, int64_t oh, T *y, int cip,
-                              int64_t divisor) {
+/* Output rows [oh0, oh1) of average pooling: sum the taps in row-major order,
+ * then divide by PyTorch's divisor (an empty window gives 0). */
+static void FNN_NAME(avg_rows)(const fnn_pool_shape *s, const T *x, int64_t oh0, int64_t oh1,
+                               T *y, int cip, int64_t divisor) {
     const int64_t W = s->in_w, OW = s->out_w, sw = s->stride_w;
-    int64_t hlo, hhi, hfull = fnn_avg_extent(oh, s->stride_h, s->pad_h, s->kernel_h, s->in_h,
-                                             &hlo, &hhi);
-    for (int64_t ow = 0; ow < OW; ow++) y[ow] = 0;
-    if (hlo >= hhi) return;
-    for (int64_t ih = hlo; ih < hhi; ih++)
-        for (int64_t kj = 0; kj < s->kernel_w; kj++) {
-            int64_t off = kj - s->pad_w, lo, hi;
-            fnn_valid_range(off, sw, W, OW, &lo, &hi);
-            FNN_NAME(gather_add)(hi - lo, x + ih * W + off + lo * sw, sw, y + lo);
+    FNN_NAME(col_runs) runs;
+    FNN_NAME(runs_init)(s, &runs);
+    for (int64_t oh = oh0; oh < oh1; oh++) {
+        T *restrict yr = y + oh * OW;
+        int64_t hlo, hhi, hfull = fnn_avg_extent(oh, s->stride_h, s->pad_h, s->kernel_h,
+                                                 s->in_h, &hlo, &hhi);
+        for (int64_t ow = 0; ow < OW; ow++) yr[ow] = 0;
+        if (hlo >= hhi) continue;
+        for (int64_t ih = hlo; ih < hhi; ih++)
+            for (int64_t kj = 0; kj < s->kernel_w; kj++) {
+                int64_t lo, hi;
+                FNN_NAME(runs_get)(s, &runs, kj, &lo, &hi);
+                FNN_NAME(gather_add)(hi - lo, x + ih * W + kj - s->pad_w + lo * sw, sw, yr + lo);
+            }
+        for (int64_t ow = 0; ow < OW; ow++) {
+            int64_t wlo, whi, wfull = fnn_avg_extent(ow, sw, s->pad_w, s->kernel_w, W, &wlo,
+                                                     &whi);
+            int64_t d = divisor ? divisor : cip ? hfull * wfull : (hhi - hlo) * (whi - wlo);
+            yr[ow] = wlo < whi ? yr[ow] / (T)d : 0;
         }
-    for (int64_t ow = 0; ow < OW; ow++) {
-        int64_t wlo, whi, wfull = fnn_avg_extent(ow, sw, s->pad_w, s->kernel_w, W, &wlo, &whi);
-        int64_t d = divisor ? divisor : cip ? hfull * wfull : (hhi - hlo) * (whi - wlo);
-        y[ow] = wlo < whi ? y[ow] / (T)d : 0;
     }
 }
 
@@ -341,6 +462,8 @@ static void FNN_NAME(avg_row)(const fnn_pool_shape *s, const T *x, int64_t oh, T
 static void FNN_NAME(avg_backward_plane)(const fnn_pool_shape *s, const T *dy, T *dx, int cip,
                                          int64_t divisor, T *scaled) {
     const int64_t W = s->in_w, OW = s->out_w, sw = s->stride_w;
+    FNN_NAME(col_runs) runs;
+    FNN_NAME(runs_init)(s, &runs);
     for (int64_t oh = 0; oh < s->out_h; oh++) {
         int64_t hlo, hhi, hfull = fnn_avg_extent(oh, s->stride_h, s->pad_h, s->kernel_h,
                                                  s->in_h, &hlo, &hhi);
@@ -353,9 +476,9 @@ static void FNN_NAME(avg_backward_plane)(const fnn_pool_shape *s, const T *dy, T
         }
         for (int64_t ih = hlo; ih < hhi; ih++)
             for (int64_t kj = 0; kj < s->kernel_w; kj++) {
-                int64_t off = kj - s->pad_w, lo, hi;
-                fnn_valid_range(off, sw, W, OW, &lo, &hi);
-                FNN_NAME(add_strided)(hi - lo, scaled + lo, sw, dx + ih * W + off + lo * sw);
+                int64_t lo, hi;
+                FNN_NAME(runs_get)(s, &runs, kj, &lo, &hi);
+                FNN_NAME(add_strided)(hi - lo, scaled + lo, sw, dx + ih * W + kj - s->pad_w + lo * sw);
             }
     }
 }
@@ -377,9 +500,11 @@ static int FNN_NAME(max_backward_plane)(const fnn_pool_shape *s, const T *dy,
     return bad;
 }
 
-/* Output row oh of adaptive average pooling (sum / kh / kw, as PyTorch). */
-static void FNN_NAME(adaptive_avg_row)(const fnn_pool_shape *s, const T *x, int64_t oh, T *y) {
+/* Output rows [oh0, oh1) of adaptive average pooling (sum / kh / kw, as PyTorch). */
+static void FNN_NAME(adaptive_avg_rows)(const fnn_pool_shape *s, const T *x, int64_t oh0,
+                                        int64_t oh1, T *y) {
     const int64_t W = s->in_w, OW = s->out_w;
+    for (int64_t oh = oh0; oh < oh1; oh++, y += OW) {
     int64_t h0 = fnn_bin_start(oh, s->out_h, s->in_h), h1 = fnn_bin_end(oh, s->out_h, s->in_h);
     for (int64_t ow = 0; ow < OW; ow++) {
         int64_t w0 = fnn_bin_start(ow, OW, W), w1 = fnn_bin_end(ow, OW, W);
@@ -388,12 +513,14 @@ static void FNN_NAME(adaptive_avg_row)(const fnn_pool_shape *s, const T *x, int6
             for (int64_t iw = w0; iw < w1; iw++) sum += x[ih * W + iw];
         y[ow] = sum / (T)(h1 - h0) / (T)(w1 - w0);
     }
+    }
 }
 
-/* Output row oh of adaptive max pooling, by the same rule as max_row. */
-static void FNN_NAME(adaptive_max_row)(const fnn_pool_shape *s, const T *x, int64_t oh, T *y,
-                                       int64_t *idx) {
+/* Output rows [oh0, oh1) of adaptive max pooling, by the same rule as max_rows. */
+static void FNN_NAME(adaptive_max_rows)(const fnn_pool_shape *s, const T *x, int64_t oh0,
+                                        int64_t oh1, T *y, int64_t *idx) {
     const int64_t W = s->in_w, OW = s->out_w;
+    for (int64_t oh = oh0; oh < oh1; oh++) {
     int64_t h0 = fnn_bin_start(oh, s->out_h, s->in_h), h1 = fnn_bin_end(oh, s->out_h, s->in_h);
     for (int64_t ow = 0; ow < OW; ow++) {
         int64_t w0 = fnn_bin_start(ow, OW, W), w1 = fnn_bin_end(ow, OW, W);
@@ -407,8 +534,9 @@ static void FNN_NAME(adaptive_max_row)(const fnn_pool_shape *s, const T *x, int6
                     mi = ih * W + iw;
                 }
             }
-        y[ow] = m;
-        if (idx) idx[ow] = mi;
+        y[oh * OW + ow] = m;
+        if (idx) idx[oh * OW + ow] = mi;
+    }
     }
 }
 
