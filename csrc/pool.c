@@ -504,39 +504,42 @@ static int FNN_NAME(max_backward_plane)(const fnn_pool_shape *s, const T *dy,
 static void FNN_NAME(adaptive_avg_rows)(const fnn_pool_shape *s, const T *x, int64_t oh0,
                                         int64_t oh1, T *y) {
     const int64_t W = s->in_w, OW = s->out_w;
-    for (int64_t oh = oh0; oh < oh1; oh++, y += OW) {
-    int64_t h0 = fnn_bin_start(oh, s->out_h, s->in_h), h1 = fnn_bin_end(oh, s->out_h, s->in_h);
-    for (int64_t ow = 0; ow < OW; ow++) {
-        int64_t w0 = fnn_bin_start(ow, OW, W), w1 = fnn_bin_end(ow, OW, W);
-        T sum = 0;
-        for (int64_t ih = h0; ih < h1; ih++)
-            for (int64_t iw = w0; iw < w1; iw++) sum += x[ih * W + iw];
-        y[ow] = sum / (T)(h1 - h0) / (T)(w1 - w0);
-    }
+    for (int64_t oh = oh0; oh < oh1; oh++) {
+        int64_t h0 = fnn_bin_start(oh, s->out_h, s->in_h);
+        int64_t h1 = fnn_bin_end(oh, s->out_h, s->in_h);
+        for (int64_t ow = 0; ow < OW; ow++) {
+            int64_t w0 = fnn_bin_start(ow, OW, W), w1 = fnn_bin_end(ow, OW, W);
+            T sum = 0;
+            for (int64_t ih = h0; ih < h1; ih++)
+                for (int64_t iw = w0; iw < w1; iw++) sum += x[ih * W + iw];
+            y[oh * OW + ow] = sum / (T)(h1 - h0) / (T)(w1 - w0);
+        }
     }
 }
 
-/* Output rows [oh0, oh1) of adaptive max pooling, by the same rule as max_rows. */
+/* Output rows [oh0, oh1) of adaptive max pooling, by PyTorch's rule (see
+ * max_update): here the bin is visited in row-major order. */
 static void FNN_NAME(adaptive_max_rows)(const fnn_pool_shape *s, const T *x, int64_t oh0,
                                         int64_t oh1, T *y, int64_t *idx) {
     const int64_t W = s->in_w, OW = s->out_w;
     for (int64_t oh = oh0; oh < oh1; oh++) {
-    int64_t h0 = fnn_bin_start(oh, s->out_h, s->in_h), h1 = fnn_bin_end(oh, s->out_h, s->in_h);
-    for (int64_t ow = 0; ow < OW; ow++) {
-        int64_t w0 = fnn_bin_start(ow, OW, W), w1 = fnn_bin_end(ow, OW, W);
-        T m = -INFINITY;
-        int64_t mi = h0 * W + w0;
-        for (int64_t ih = h0; ih < h1; ih++)
-            for (int64_t iw = w0; iw < w1; iw++) {
-                T v = x[ih * W + iw];
-                if (v > m || v != v) {
-                    m = v;
-                    mi = ih * W + iw;
+        int64_t h0 = fnn_bin_start(oh, s->out_h, s->in_h);
+        int64_t h1 = fnn_bin_end(oh, s->out_h, s->in_h);
+        for (int64_t ow = 0; ow < OW; ow++) {
+            int64_t w0 = fnn_bin_start(ow, OW, W), w1 = fnn_bin_end(ow, OW, W);
+            T m = -INFINITY;
+            int64_t mi = h0 * W + w0;
+            for (int64_t ih = h0; ih < h1; ih++)
+                for (int64_t iw = w0; iw < w1; iw++) {
+                    T v = x[ih * W + iw];
+                    if (v > m || v != v) {
+                        m = v;
+                        mi = ih * W + iw;
+                    }
                 }
-            }
-        y[oh * OW + ow] = m;
-        if (idx) idx[oh * OW + ow] = mi;
-    }
+            y[oh * OW + ow] = m;
+            if (idx) idx[oh * OW + ow] = mi;
+        }
     }
 }
 

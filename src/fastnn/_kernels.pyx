@@ -209,9 +209,9 @@ def max_pool2d_backward(geometry, const floating[::1] dy, const int64_t[::1] idx
                         floating[::1] dx):
     """dx += dy scattered by idx (plain and adaptive max pooling); dx zero-filled on entry.
 
-    The index values are data the shape checks cannot see: the kernel checks
-    them during the scatter, where it costs nothing, and a value outside the
-    plane becomes a ValueError here.
+    Returns False when an index lies outside its plane (those are skipped): the
+    index values are data the shape checks cannot see, so the kernel checks
+    them during the scatter, where it costs nothing, and the caller raises.
     """
     cdef fnn_pool_shape s = _pool_shape(geometry)
     cdef int status
@@ -223,9 +223,9 @@ def max_pool2d_backward(geometry, const floating[::1] dy, const int64_t[::1] idx
         else:
             status = fnn_max_pool2d_backward_f64(&s, &dy[0], &idx[0], &dx[0])
     if status == FNN_EINVAL:
-        raise ValueError(f"indices: a value lies outside [0, H*W) = [0, {s.in_h * s.in_w}) "
-                         f"of the input planes {(s.in_h, s.in_w)}")
+        return False
     _check(status)
+    return True
 
 
 def avg_pool2d_forward(geometry, const floating[::1] x, floating[::1] y,

@@ -422,6 +422,14 @@ def prepare_max_backward(grad_output, indices, input_shape, dims: int):
     return grad_output, indices, _sizes_geometry(input_shape, grad_output.shape[2:], dims)
 
 
+def indices_out_of_range(geo: PoolGeometry) -> ValueError:
+    """The error for indices that point outside their input plane (checked as data, by the
+    C kernel during its scatter and by the reference before it)."""
+    hw = geo.in_h * geo.in_w
+    return ValueError(f"indices: a value lies outside [0, {hw}), the positions of an input "
+                      f"plane of {(geo.in_h, geo.in_w) if geo.in_h > 1 else (geo.in_w,)}")
+
+
 def prepare_avg_backward(grad_output, input_shape, kernel_size, stride, padding, ceil_mode,
                          dims: int):
     """Validated (grad_output, geometry) of an average pooling backward."""

@@ -17,6 +17,7 @@ import numpy as np
 
 from fastnn import _kernels
 from fastnn._validate import (IntOrTuple, PoolGeometry, avg_options, contiguous,
+                              indices_out_of_range,
                               prepare_adaptive, prepare_adaptive_backward, prepare_avg_backward,
                               prepare_max_backward, prepare_pool, prepare_spp,
                               prepare_spp_backward)
@@ -50,7 +51,8 @@ def _max_forward(kernel, x: np.ndarray, geo: PoolGeometry, dims: int, return_ind
 def _max_backward(grad_output, indices, input_shape, dims: int) -> np.ndarray:
     dy, idx, geo = prepare_max_backward(grad_output, indices, input_shape, dims)
     dx = np.zeros(geo.input_shape_nd(dims), dtype=dy.dtype)  # the kernel adds into it
-    _kernels.max_pool2d_backward(geo, _flat(dy), _flat(idx), dx.reshape(-1))
+    if not _kernels.max_pool2d_backward(geo, _flat(dy), _flat(idx), dx.reshape(-1)):
+        raise indices_out_of_range(geo)
     return dx
 
 
