@@ -40,15 +40,15 @@
     void (*max_rows_##SFX)(const fnn_pool_shape *s, const T *x, int64_t oh0, int64_t oh1,    \
                            T *y, int64_t *idx, void *work);                                   \
     void (*avg_rows_##SFX)(const fnn_pool_shape *s, const T *x, int64_t oh0, int64_t oh1,    \
-                           T *y, int cip, int64_t divisor);                                   \
+                           T *y, int cip, int64_t divisor, void *work);                       \
     void (*avg_backward_plane_##SFX)(const fnn_pool_shape *s, const T *dy, T *dx, int cip,   \
-                                     int64_t divisor, T *scaled);                             \
+                                     int64_t divisor, void *work);                            \
     int (*max_backward_plane_##SFX)(const fnn_pool_shape *s, const T *dy,                    \
                                     const int64_t *idx, T *dx);                               \
     void (*adaptive_avg_rows_##SFX)(const fnn_pool_shape *s, const T *x, int64_t oh0,        \
-                                    int64_t oh1, T *y);                                       \
+                                    int64_t oh1, T *y, void *work);                           \
     void (*adaptive_max_rows_##SFX)(const fnn_pool_shape *s, const T *x, int64_t oh0,        \
-                                    int64_t oh1, T *y, int64_t *idx);                         \
+                                    int64_t oh1, T *y, int64_t *idx, void *work);             \
     void (*adaptive_avg_backward_plane_##SFX)(const fnn_pool_shape *s, const T *dy, T *dx);
 typedef struct {
     FNN_POOL_OPS(float, f32)
@@ -64,10 +64,10 @@ static inline int64_t fnn_first_tap(int64_t start, int64_t dilation) {
 
 /* Adaptive bins: [floor(i*size/out), ceil((i+1)*size/out)). */
 static inline int64_t fnn_bin_start(int64_t i, int64_t out, int64_t size) {
-    return i * size / out;
+    return out == 1 ? 0 : i * size / out; /* global pooling skips the division */
 }
 static inline int64_t fnn_bin_end(int64_t i, int64_t out, int64_t size) {
-    return ((i + 1) * size + out - 1) / out;
+    return out == 1 ? size : ((i + 1) * size + out - 1) / out;
 }
 
 /* Average pooling's window along one axis, as PyTorch clips it: `full` is its
@@ -140,31 +140,59 @@ static int64_t fnn_row_chunks(const fnn_pool_shape *s) {
     return chunks < s->out_h ? chunks : s->out_h;
 }
 
+/* A forward pass: runs of output rows as work items, each thread with a work
+ * buffer of a few rows (FNN_WORK_BYTES) for the row kernels. */
+#define FNN_WORK_BYTES(T, s) ((size_t)((s)->in_w + 2 * (s)->out_w) * (sizeof(T) + sizeof(int64_t)))
+#define FNN_FORWARD_ROWS(T, s, CALL)                                                          \
+    int64_t hw = (s)->in_h * (s)->in_w, L = (s)->out_h * (s)->out_w;                         \
+    int64_t chunks = fnn_row_chunks(s), items = (s)->batch * (s)->channels * chunks;         \
+    int status = FNN_OK;                                                                      \
+    _Pragma("omp parallel if(fnn_pool_parallel(s))")                                          \
+    {                                                                                         \
+        void *work = malloc(FNN_WORK_BYTES(T, s));                                            \
+        if (!work) {                                                                          \
+            _Pragma("omp atomic write") status = FNN_ENOMEM;                                  \
+        }                                                                                     \
+        _Pragma("omp for schedule(static)")                                                   \
+        for (int64_t r = 0; r < items; r++) {                                                 \
+            /* integer divisions cost more than a small plane's pooling: none when \
+             * a plane is one item */                                                       \
+            int64_t p = r, oh0 = 0, oh1 = (s)->out_h;                                         \
+            if (chunks > 1) {                                                                 \
+                p = r / chunks;                                                               \
+                oh0 = r % chunks * (s)->out_h / chunks;                                       \
+                oh1 = (r % chunks + 1) * (s)->out_h / chunks;                                 \
+            }                                                                                 \
+            if (work) CALL;                                                                   \
+        }                                                                                     \
+        free(work);                                                                           \
+    }                                                                                         \
+    return status;
+
 #define FNN_DEFINE_POOL(T, SFX)                                                               \
     int fnn_max_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y,              \
                                      int64_t *idx) {                                          \
         const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
-        int64_t hw = s->in_h * s->in_w, L = s->out_h * s->out_w;                              \
-        int64_t chunks = fnn_row_chunks(s), items = s->batch * s->channels * chunks;         \
-        int status = FNN_OK;                                                                  \
-        _Pragma("omp parallel if(fnn_pool_parallel(s))")                                                               \
-        {                                                                                     \
-            /* one row of column maxima and their positions */                               \
-            void *work = malloc((size_t)s->in_w * (sizeof(T) + sizeof(int64_t)));             \
-            if (!work) {                                                                      \
-                _Pragma("omp atomic write") status = FNN_ENOMEM;                              \
-            }                                                                                 \
-            _Pragma("omp for schedule(static)")                                               \
-            for (int64_t r = 0; r < items; r++) {                                             \
-                int64_t p = r / chunks, oh0 = r % chunks * s->out_h / chunks;                \
-                int64_t oh1 = (r % chunks + 1) * s->out_h / chunks;                          \
-                if (work)                                                                     \
-                    ops->max_rows_##SFX(s, x + p * hw, oh0, oh1, y + p * L,                   \
-                                        idx ? idx + p * L : NULL, work);                      \
-            }                                                                                 \
-            free(work);                                                                       \
-        }                                                                                     \
-        return status;                                                                        \
+        FNN_FORWARD_ROWS(T, s, ops->max_rows_##SFX(s, x + p * hw, oh0, oh1, y + p * L,        \
+                                                   idx ? idx + p * L : NULL, work))           \
+    }                                                                                         \
+    int fnn_avg_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y,              \
+                                     int count_include_pad, int64_t divisor_override) {       \
+        const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
+        FNN_FORWARD_ROWS(T, s, ops->avg_rows_##SFX(s, x + p * hw, oh0, oh1, y + p * L,        \
+                                                   count_include_pad, divisor_override, work))\
+    }                                                                                         \
+    int fnn_adaptive_avg_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y) {   \
+        const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
+        FNN_FORWARD_ROWS(T, s, ops->adaptive_avg_rows_##SFX(s, x + p * hw, oh0, oh1,          \
+                                                            y + p * L, work))                 \
+    }                                                                                         \
+    int fnn_adaptive_max_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y,     \
+                                              int64_t *idx) {                                 \
+        const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
+        FNN_FORWARD_ROWS(T, s, ops->adaptive_max_rows_##SFX(s, x + p * hw, oh0, oh1,          \
+                                                            y + p * L,                        \
+                                                            idx ? idx + p * L : NULL, work))  \
     }                                                                                         \
     int fnn_max_pool2d_backward_##SFX(const fnn_pool_shape *s, const T *dy,                  \
                                       const int64_t *idx, T *dx) {                            \
@@ -172,24 +200,10 @@ static int64_t fnn_row_chunks(const fnn_pool_shape *s) {
         int64_t hw = s->in_h * s->in_w, L = s->out_h * s->out_w;                              \
         int64_t planes = s->batch * s->channels;                                             \
         int bad = 0;                                                                          \
-        _Pragma("omp parallel for schedule(static) reduction(|:bad) if(fnn_pool_parallel(s))")                         \
+        _Pragma("omp parallel for schedule(static) reduction(|:bad) if(fnn_pool_parallel(s))")\
         for (int64_t p = 0; p < planes; p++)                                                  \
             bad |= ops->max_backward_plane_##SFX(s, dy + p * L, idx + p * L, dx + p * hw);    \
         return bad ? FNN_EINVAL : FNN_OK;                                                     \
-    }                                                                                         \
-    int fnn_avg_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y,              \
-                                     int count_include_pad, int64_t divisor_override) {       \
-        const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
-        int64_t hw = s->in_h * s->in_w, L = s->out_h * s->out_w;                              \
-        int64_t chunks = fnn_row_chunks(s), items = s->batch * s->channels * chunks;         \
-        _Pragma("omp parallel for schedule(static) if(fnn_pool_parallel(s))")                                          \
-        for (int64_t r = 0; r < items; r++) {                                                 \
-            int64_t p = r / chunks, oh0 = r % chunks * s->out_h / chunks;                    \
-            int64_t oh1 = (r % chunks + 1) * s->out_h / chunks;                              \
-            ops->avg_rows_##SFX(s, x + p * hw, oh0, oh1, y + p * L, count_include_pad,        \
-                                divisor_override);                                            \
-        }                                                                                     \
-        return FNN_OK;                                                                        \
     }                                                                                         \
     int fnn_avg_pool2d_backward_##SFX(const fnn_pool_shape *s, const T *dy, T *dx,           \
                                       int count_include_pad, int64_t divisor_override) {      \
@@ -197,53 +211,26 @@ static int64_t fnn_row_chunks(const fnn_pool_shape *s) {
         int64_t hw = s->in_h * s->in_w, L = s->out_h * s->out_w;                              \
         int64_t planes = s->batch * s->channels;                                             \
         int status = FNN_OK;                                                                  \
-        _Pragma("omp parallel if(fnn_pool_parallel(s))")                                                               \
+        _Pragma("omp parallel if(fnn_pool_parallel(s))")                                      \
         {                                                                                     \
-            /* one output row of dy / divisor, reused for every tap of the row */            \
-            T *scaled = malloc((size_t)s->out_w * sizeof(T));                                 \
-            if (!scaled) {                                                                    \
+            void *work = malloc(FNN_WORK_BYTES(T, s));                                        \
+            if (!work) {                                                                      \
                 _Pragma("omp atomic write") status = FNN_ENOMEM;                              \
             }                                                                                 \
             _Pragma("omp for schedule(static)")                                               \
             for (int64_t p = 0; p < planes; p++)                                              \
-                if (scaled)                                                                   \
+                if (work)                                                                     \
                     ops->avg_backward_plane_##SFX(s, dy + p * L, dx + p * hw,                 \
-                                                  count_include_pad, divisor_override, scaled);\
-            free(scaled);                                                                     \
+                                                  count_include_pad, divisor_override, work); \
+            free(work);                                                                       \
         }                                                                                     \
         return status;                                                                        \
-    }                                                                                         \
-    int fnn_adaptive_avg_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y) {   \
-        const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
-        int64_t hw = s->in_h * s->in_w, L = s->out_h * s->out_w;                              \
-        int64_t chunks = fnn_row_chunks(s), items = s->batch * s->channels * chunks;         \
-        _Pragma("omp parallel for schedule(static) if(fnn_pool_parallel(s))")                                          \
-        for (int64_t r = 0; r < items; r++) {                                                 \
-            int64_t p = r / chunks, oh0 = r % chunks * s->out_h / chunks;                    \
-            int64_t oh1 = (r % chunks + 1) * s->out_h / chunks;                              \
-            ops->adaptive_avg_rows_##SFX(s, x + p * hw, oh0, oh1, y + p * L);                 \
-        }                                                                                     \
-        return FNN_OK;                                                                        \
-    }                                                                                         \
-    int fnn_adaptive_max_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y,     \
-                                              int64_t *idx) {                                 \
-        const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
-        int64_t hw = s->in_h * s->in_w, L = s->out_h * s->out_w;                              \
-        int64_t chunks = fnn_row_chunks(s), items = s->batch * s->channels * chunks;         \
-        _Pragma("omp parallel for schedule(static) if(fnn_pool_parallel(s))")                                          \
-        for (int64_t r = 0; r < items; r++) {                                                 \
-            int64_t p = r / chunks, oh0 = r % chunks * s->out_h / chunks;                    \
-            int64_t oh1 = (r % chunks + 1) * s->out_h / chunks;                              \
-            ops->adaptive_max_rows_##SFX(s, x + p * hw, oh0, oh1, y + p * L,                  \
-                                         idx ? idx + p * L : NULL);                           \
-        }                                                                                     \
-        return FNN_OK;                                                                        \
     }                                                                                         \
     int fnn_adaptive_avg_pool2d_backward_##SFX(const fnn_pool_shape *s, const T *dy, T *dx) {\
         const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
         int64_t hw = s->in_h * s->in_w, L = s->out_h * s->out_w;                              \
         int64_t planes = s->batch * s->channels;                                             \
-        _Pragma("omp parallel for schedule(static) if(fnn_pool_parallel(s))")                                          \
+        _Pragma("omp parallel for schedule(static) if(fnn_pool_parallel(s))")                 \
         for (int64_t p = 0; p < planes; p++)                                                  \
             ops->adaptive_avg_backward_plane_##SFX(s, dy + p * L, dx + p * hw);               \
         return FNN_OK;                                                                        \
@@ -438,11 +425,28 @@ static void FNN_NAME(max_rows)(const fnn_pool_shape *s, const T *x, int64_t oh0,
     }
 }
 
-/* Output rows [oh0, oh1) of average pooling: sum the taps in row-major order,
- * then divide by PyTorch's divisor (an empty window gives 0). */
+/* Average pooling's divisor parts along a row: for each output column its
+ * window's width inside the padded input (wfull) and inside the input (wcount),
+ * as floating-point numbers (exact: small integers). */
+static inline void FNN_NAME(avg_widths)(const fnn_pool_shape *s, T *restrict wfull,
+                                        T *restrict wcount) {
+    for (int64_t ow = 0; ow < s->out_w; ow++) {
+        int64_t lo, hi;
+        wfull[ow] = (T)fnn_avg_extent(ow, s->stride_w, s->pad_w, s->kernel_w, s->in_w, &lo, &hi);
+        wcount[ow] = (T)(hi - lo);
+    }
+}
+
+/* Output rows [oh0, oh1) of average pooling; `work` holds in_w + 2*out_w values.
+ * Separable: the window's input rows are summed first (tv, long contiguous
+ * loops), then each output sums its columns of that and divides by PyTorch's
+ * divisor (an empty window gives 0). */
 static void FNN_NAME(avg_rows)(const fnn_pool_shape *s, const T *x, int64_t oh0, int64_t oh1,
-                               T *y, int cip, int64_t divisor) {
+                               T *y, int cip, int64_t divisor, void *work) {
     const int64_t W = s->in_w, OW = s->out_w, sw = s->stride_w;
+    T *restrict tv = work;
+    T *restrict wfull = tv + W, *restrict wcount = wfull + OW;
+    FNN_NAME(avg_widths)(s, wfull, wcount);
     FNN_NAME(col_runs) runs;
     FNN_NAME(runs_init)(s, &runs);
     for (int64_t oh = oh0; oh < oh1; oh++) {
@@ -451,44 +455,64 @@ static void FNN_NAME(avg_rows)(const fnn_pool_shape *s, const T *x, int64_t oh0,
                                                  s->in_h, &hlo, &hhi);
         for (int64_t ow = 0; ow < OW; ow++) yr[ow] = 0;
         if (hlo >= hhi) continue;
-        for (int64_t ih = hlo; ih < hhi; ih++)
-            for (int64_t kj = 0; kj < s->kernel_w; kj++) {
-                int64_t lo, hi;
-                FNN_NAME(runs_get)(s, &runs, kj, &lo, &hi);
-                FNN_NAME(gather_add)(hi - lo, x + ih * W + kj - s->pad_w + lo * sw, sw, yr + lo);
-            }
-        for (int64_t ow = 0; ow < OW; ow++) {
-            int64_t wlo, whi, wfull = fnn_avg_extent(ow, sw, s->pad_w, s->kernel_w, W, &wlo,
-                                                     &whi);
-            int64_t d = divisor ? divisor : cip ? hfull * wfull : (hhi - hlo) * (whi - wlo);
-            yr[ow] = wlo < whi ? yr[ow] / (T)d : 0;
+        for (int64_t w = 0; w < W; w++) tv[w] = x[hlo * W + w];
+        for (int64_t ih = hlo + 1; ih < hhi; ih++)
+            for (int64_t w = 0; w < W; w++) tv[w] += x[ih * W + w];
+        for (int64_t kj = 0; kj < s->kernel_w; kj++) {
+            int64_t lo, hi;
+            FNN_NAME(runs_get)(s, &runs, kj, &lo, &hi);
+            FNN_NAME(gather_add)(hi - lo, tv + kj - s->pad_w + lo * sw, sw, yr + lo);
+        }
+        if (divisor) {
+            const T d = (T)divisor;
+            for (int64_t ow = 0; ow < OW; ow++) yr[ow] /= d;
+        } else if (cip) {
+            const T hf = (T)hfull;
+            for (int64_t ow = 0; ow < OW; ow++) yr[ow] /= hf * wfull[ow];
+        } else {
+            const T hc = (T)(hhi - hlo);
+            for (int64_t ow = 0; ow < OW; ow++)
+                yr[ow] = wcount[ow] > 0 ? yr[ow] / (hc * wcount[ow]) : 0;
         }
     }
 }
 
 /* Plane gradient of average pooling: each output's gradient over its divisor,
- * added to every input element of its window. */
+ * added to every input element of its window. Separable like the forward: one
+ * output row's shares are spread along an input row (er), which is then added
+ * to each input row of the window. `work` holds in_w + 3*out_w values. */
 static void FNN_NAME(avg_backward_plane)(const fnn_pool_shape *s, const T *dy, T *dx, int cip,
-                                         int64_t divisor, T *scaled) {
+                                         int64_t divisor, void *work) {
     const int64_t W = s->in_w, OW = s->out_w, sw = s->stride_w;
+    T *restrict er = work;
+    T *restrict share = er + W, *restrict wfull = share + OW, *restrict wcount = wfull + OW;
+    FNN_NAME(avg_widths)(s, wfull, wcount);
     FNN_NAME(col_runs) runs;
     FNN_NAME(runs_init)(s, &runs);
     for (int64_t oh = 0; oh < s->out_h; oh++) {
         int64_t hlo, hhi, hfull = fnn_avg_extent(oh, s->stride_h, s->pad_h, s->kernel_h,
                                                  s->in_h, &hlo, &hhi);
         if (hlo >= hhi) continue;
-        for (int64_t ow = 0; ow < OW; ow++) {
-            int64_t wlo, whi, wfull = fnn_avg_extent(ow, sw, s->pad_w, s->kernel_w, W, &wlo,
-                                                     &whi);
-            int64_t d = divisor ? divisor : cip ? hfull * wfull : (hhi - hlo) * (whi - wlo);
-            scaled[ow] = wlo < whi ? dy[oh * OW + ow] / (T)d : 0;
+        const T *restrict g = dy + oh * OW;
+        if (divisor) {
+            const T d = (T)divisor;
+            for (int64_t ow = 0; ow < OW; ow++) share[ow] = g[ow] / d;
+        } else if (cip) {
+            const T hf = (T)hfull;
+            for (int64_t ow = 0; ow < OW; ow++) share[ow] = g[ow] / (hf * wfull[ow]);
+        } else {
+            const T hc = (T)(hhi - hlo);
+            for (int64_t ow = 0; ow < OW; ow++)
+                share[ow] = wcount[ow] > 0 ? g[ow] / (hc * wcount[ow]) : 0;
+        }
+        for (int64_t w = 0; w < W; w++) er[w] = 0;
+        for (int64_t kj = 0; kj < s->kernel_w; kj++) {
+            int64_t lo, hi;
+            FNN_NAME(runs_get)(s, &runs, kj, &lo, &hi);
+            FNN_NAME(add_strided)(hi - lo, share + lo, sw, er + kj - s->pad_w + lo * sw);
         }
         for (int64_t ih = hlo; ih < hhi; ih++)
-            for (int64_t kj = 0; kj < s->kernel_w; kj++) {
-                int64_t lo, hi;
-                FNN_NAME(runs_get)(s, &runs, kj, &lo, &hi);
-                FNN_NAME(add_strided)(hi - lo, scaled + lo, sw, dx + ih * W + kj - s->pad_w + lo * sw);
-            }
+            for (int64_t w = 0; w < W; w++) dx[ih * W + w] += er[w];
     }
 }
 
@@ -509,43 +533,117 @@ static int FNN_NAME(max_backward_plane)(const fnn_pool_shape *s, const T *dy,
     return bad;
 }
 
-/* Output rows [oh0, oh1) of adaptive average pooling (sum / kh / kw, as PyTorch). */
+/* The adaptive bins of the out_w columns, [bins[2*ow], bins[2*ow + 1]),
+ * computed once per call: two integer divisions per bin cost more than
+ * pooling a small bin. */
+static inline void FNN_NAME(col_bins)(int64_t W, int64_t OW, int64_t *restrict bins) {
+    for (int64_t ow = 0; ow < OW; ow++) {
+        bins[2 * ow] = fnn_bin_start(ow, OW, W);
+        bins[2 * ow + 1] = fnn_bin_end(ow, OW, W);
+    }
+}
+
+/* A whole bin that is one contiguous run (it spans full input rows, as in
+ * global pooling): summed in 8 fixed lanes plus the tail, in a fixed order,
+ * so the short rows of small planes (7x7) do not each pay a vector loop's
+ * entry and exit. (The lanes are combined by one written-out expression: a
+ * loop over them went through the stack and stalled on store forwarding.) */
+static inline T FNN_NAME(sum_run)(int64_t n, const T *restrict a) {
+    T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tail = 0;
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++) acc[k] += a[j + k];
+    for (; j < n; j++) tail += a[j];
+    return (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) +
+           tail;
+}
+
+/* Combine candidate (v, vi) into the running (*m, *mi) by the order-free form
+ * of PyTorch's rule (see max_combine). */
+static inline void FNN_NAME(max_pick)(T v, int64_t vi, T *m, int64_t *mi) {
+    int take = (v > *m) | ((v == *m) & (vi < *mi)) | ((v != v) & ((*m == *m) | (vi > *mi)));
+    *m = take ? v : *m;
+    *mi = take ? vi : *mi;
+}
+
+/* The maximum of a contiguous run by PyTorch's rule, from -inf, and its
+ * position i0 + j. A branch, not a select: a new maximum is rare, so the
+ * predicted branch leaves the comparisons independent of one another, where
+ * a select would chain each to the previous one (measured 10x slower on 7x7
+ * planes). */
+static inline T FNN_NAME(max_run)(int64_t n, const T *restrict a, int64_t i0, int64_t *where) {
+    T m = -INFINITY;
+    int64_t mi = 0;
+    for (int64_t j = 0; j < n; j++) {
+        T v = a[j];
+        if (__builtin_expect((v > m) | (v != v), 0)) {
+            m = v;
+            mi = j;
+        }
+    }
+    *where = i0 + mi;
+    return m;
+}
+
+/* Output rows [oh0, oh1) of adaptive average pooling (sum / kh / kw, as
+ * PyTorch); `work` holds in_w values. Separable: the bin's rows are summed
+ * into tv (long independent adds; a single running sum would wait on each
+ * add's latency), then each bin sums its columns of that. */
 static void FNN_NAME(adaptive_avg_rows)(const fnn_pool_shape *s, const T *x, int64_t oh0,
-                                        int64_t oh1, T *y) {
+                                        int64_t oh1, T *y, void *work) {
     const int64_t W = s->in_w, OW = s->out_w;
+    int64_t *restrict wb = work; /* column bins: [wb[2*ow], wb[2*ow + 1]) */
+    T *restrict tv = (T *)(wb + 2 * OW);
+    FNN_NAME(col_bins)(W, OW, wb);
     for (int64_t oh = oh0; oh < oh1; oh++) {
         int64_t h0 = fnn_bin_start(oh, s->out_h, s->in_h);
         int64_t h1 = fnn_bin_end(oh, s->out_h, s->in_h);
+        if (OW == 1) { /* the bin is rows h0..h1 whole: one contiguous run */
+            y[oh] = FNN_NAME(sum_run)((h1 - h0) * W, x + h0 * W) / (T)(h1 - h0) / (T)W;
+            continue;
+        }
+        for (int64_t w = 0; w < W; w++) tv[w] = x[h0 * W + w];
+        for (int64_t ih = h0 + 1; ih < h1; ih++)
+            for (int64_t w = 0; w < W; w++) tv[w] += x[ih * W + w];
         for (int64_t ow = 0; ow < OW; ow++) {
-            int64_t w0 = fnn_bin_start(ow, OW, W), w1 = fnn_bin_end(ow, OW, W);
+            int64_t w0 = wb[2 * ow], w1 = wb[2 * ow + 1];
             T sum = 0;
-            for (int64_t ih = h0; ih < h1; ih++)
-                for (int64_t iw = w0; iw < w1; iw++) sum += x[ih * W + iw];
+            for (int64_t iw = w0; iw < w1; iw++) sum += tv[iw];
             y[oh * OW + ow] = sum / (T)(h1 - h0) / (T)(w1 - w0);
         }
     }
 }
 
-/* Output rows [oh0, oh1) of adaptive max pooling, by PyTorch's rule (see
- * max_update): here the bin is visited in row-major order. */
+/* Output rows [oh0, oh1) of adaptive max pooling; `work` holds in_w values and
+ * in_w int64. A bin of whole rows is one contiguous run (max_run). Otherwise
+ * separable like max_rows: each column's maximum over the bin's rows
+ * (PyTorch's rule, rows in order; vector loops along the row), then each bin's
+ * columns combined by the order-free form of the rule (see max_combine). */
 static void FNN_NAME(adaptive_max_rows)(const fnn_pool_shape *s, const T *x, int64_t oh0,
-                                        int64_t oh1, T *y, int64_t *idx) {
+                                        int64_t oh1, T *y, int64_t *idx, void *work) {
     const int64_t W = s->in_w, OW = s->out_w;
+    int64_t *restrict ti = work;
+    int64_t *restrict wb = ti + W; /* column bins: [wb[2*ow], wb[2*ow + 1]) */
+    T *restrict tv = (T *)(wb + 2 * OW);
+    FNN_NAME(col_bins)(W, OW, wb);
     for (int64_t oh = oh0; oh < oh1; oh++) {
         int64_t h0 = fnn_bin_start(oh, s->out_h, s->in_h);
         int64_t h1 = fnn_bin_end(oh, s->out_h, s->in_h);
+        if (OW == 1) {
+            int64_t where;
+            y[oh] = FNN_NAME(max_run)((h1 - h0) * W, x + h0 * W, h0 * W, &where);
+            if (idx) idx[oh] = where;
+            continue;
+        }
+        for (int64_t w = 0; w < W; w++) tv[w] = x[h0 * W + w];
+        for (int64_t w = 0; w < W; w++) ti[w] = h0 * W + w;
+        for (int64_t ih = h0 + 1; ih < h1; ih++)
+            FNN_NAME(max_update)(W, x + ih * W, 1, tv, ti, ih * W);
         for (int64_t ow = 0; ow < OW; ow++) {
-            int64_t w0 = fnn_bin_start(ow, OW, W), w1 = fnn_bin_end(ow, OW, W);
-            T m = -INFINITY;
-            int64_t mi = h0 * W + w0;
-            for (int64_t ih = h0; ih < h1; ih++)
-                for (int64_t iw = w0; iw < w1; iw++) {
-                    T v = x[ih * W + iw];
-                    if (v > m || v != v) {
-                        m = v;
-                        mi = ih * W + iw;
-                    }
-                }
+            int64_t w0 = wb[2 * ow], w1 = wb[2 * ow + 1];
+            T m = tv[w0];
+            int64_t mi = ti[w0];
+            for (int64_t iw = w0 + 1; iw < w1; iw++) FNN_NAME(max_pick)(tv[iw], ti[iw], &m, &mi);
             y[oh * OW + ow] = m;
             if (idx) idx[oh * OW + ow] = mi;
         }
@@ -562,6 +660,11 @@ static void FNN_NAME(adaptive_avg_backward_plane)(const fnn_pool_shape *s, const
         for (int64_t ow = 0; ow < OW; ow++) {
             int64_t w0 = fnn_bin_start(ow, OW, W), w1 = fnn_bin_end(ow, OW, W);
             T g = dy[oh * OW + ow] / (T)(h1 - h0) / (T)(w1 - w0);
+            if (w1 - w0 == W) { /* whole rows: one contiguous run */
+                T *restrict d = dx + h0 * W;
+                for (int64_t j = 0; j < (h1 - h0) * W; j++) d[j] += g;
+                continue;
+            }
             for (int64_t ih = h0; ih < h1; ih++)
                 for (int64_t iw = w0; iw < w1; iw++) dx[ih * W + iw] += g;
         }
