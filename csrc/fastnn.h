@@ -102,7 +102,13 @@ typedef struct {
 /* pool.c. idx (int64 flat positions in each input plane) may be NULL in the max
  * forwards. Backward passes add into dx, which the caller zero-fills; the max
  * backward (plain and adaptive) returns FNN_EINVAL when an index lies outside
- * its plane (those are skipped). divisor_override 0 means none. */
+ * its plane (those are skipped). divisor_override 0 means none.
+ * Spatial pyramid pooling: adaptive pooling of every plane to `levels` grids
+ * at once (out_hw = {h_0, w_0, h_1, w_1, ...}; one level is adaptive pooling);
+ * level j of plane p = n*C + c goes to y[n*C*S + C*off_j + c*L_j + bin], with
+ * L_j = h_j*w_j, off_j = L_0 + ... + L_{j-1}, S = all of them: per image, the
+ * flattened levels one after the other. idx as for max pooling (NULL: none;
+ * ignored for average). The backward adds into dx (max: by idx). */
 #define FNN_DECLARE_POOL(T, SFX)                                                               \
     int fnn_max_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y, int64_t *idx); \
     int fnn_max_pool2d_backward_##SFX(const fnn_pool_shape *s, const T *dy, const int64_t *idx,\
@@ -114,7 +120,13 @@ typedef struct {
     int fnn_adaptive_avg_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y);     \
     int fnn_adaptive_max_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y,      \
                                               int64_t *idx);                                   \
-    int fnn_adaptive_avg_pool2d_backward_##SFX(const fnn_pool_shape *s, const T *dy, T *dx);
+    int fnn_adaptive_avg_pool2d_backward_##SFX(const fnn_pool_shape *s, const T *dy, T *dx);   \
+    int fnn_pyramid_pool_forward_##SFX(const fnn_pool_shape *s, int64_t levels,               \
+                                       const int64_t *out_hw, int is_max, const T *x, T *y,    \
+                                       int64_t *idx);                                          \
+    int fnn_pyramid_pool_backward_##SFX(const fnn_pool_shape *s, int64_t levels,              \
+                                        const int64_t *out_hw, int is_max, const T *dy,        \
+                                        const int64_t *idx, T *dx);
 FNN_DECLARE_POOL(float, f32)
 FNN_DECLARE_POOL(double, f64)
 

@@ -49,7 +49,10 @@
                                     int64_t oh1, T *y, void *work);                           \
     void (*adaptive_max_rows_##SFX)(const fnn_pool_shape *s, const T *x, int64_t oh0,        \
                                     int64_t oh1, T *y, int64_t *idx, void *work);             \
-    void (*adaptive_avg_backward_plane_##SFX)(const fnn_pool_shape *s, const T *dy, T *dx);
+    void (*adaptive_avg_backward_plane_##SFX)(const fnn_pool_shape *s, const T *dy, T *dx);   \
+    void (*pyramid_tile_##SFX)(const fnn_pool_shape *s, int64_t levels, const int64_t *out_hw, \
+                               int is_max, const T *x, int64_t p0, T *y, int64_t *idx,        \
+                               void *work);
 typedef struct {
     FNN_POOL_OPS(float, f32)
     FNN_POOL_OPS(double, f64)
@@ -82,6 +85,43 @@ static inline int64_t fnn_avg_extent(int64_t o, int64_t stride, int64_t pad, int
     return b - a;
 }
 
+/* Spatial pyramid pooling: planes with at most FNN_TILE_MAX_HW pixels go
+ * FNN_TILE at a time through a tile whose rows hold one pixel of FNN_TILE
+ * planes side by side, so that every step of every bin of every level is one
+ * vector operation over FNN_TILE planes (small planes give the per-plane
+ * loops only a few elements per row, which vectorize poorly); each lane still
+ * visits its bin in PyTorch's row-major order. Other planes go one at a time
+ * through the adaptive row kernels, level by level. */
+#define FNN_TILE 16
+#define FNN_TILE_MAX_HW 4096
+
+/* Total outputs of the levels, S = sum of out_h*out_w. */
+static int64_t fnn_pyramid_size(int64_t levels, const int64_t *out_hw) {
+    int64_t total = 0;
+    for (int64_t j = 0; j < levels; j++) total += out_hw[2 * j] * out_hw[2 * j + 1];
+    return total;
+}
+
+/* Where level j's outputs of plane p start: y[n*C*S + C*off_j + c*L_j]. */
+static int64_t fnn_pyramid_offset(const fnn_pool_shape *s, int64_t S, int64_t off_j, int64_t L_j,
+                                  int64_t p) {
+    int64_t n = p / s->channels, c = p % s->channels;
+    return n * s->channels * S + s->channels * off_j + c * L_j;
+}
+
+/* The sizes of level j as a pooling shape for the adaptive row kernels. */
+static fnn_pool_shape fnn_level_shape(const fnn_pool_shape *s, const int64_t *out_hw, int64_t j) {
+    fnn_pool_shape l = *s;
+    l.out_h = out_hw[2 * j];
+    l.out_w = out_hw[2 * j + 1];
+    return l;
+}
+
+#define FNN_PYRAMID_WORK_BYTES(T, s, S, max_ow)                                              \
+    ((size_t)((s)->in_h * (s)->in_w * FNN_TILE) * sizeof(T) +                                 \
+     (size_t)((S) * FNN_TILE) * (sizeof(T) + sizeof(int64_t)) +                               \
+     (size_t)((s)->in_w + 2 * (max_ow)) * (sizeof(T) + sizeof(int64_t)))
+
 #define FNN_ISA portable
 #include "pool.c"
 #undef FNN_ISA
@@ -105,7 +145,7 @@ static inline int64_t fnn_avg_extent(int64_t o, int64_t stride, int64_t pad, int
 #define FNN_POOL_LIST(isa, OF)                                                                \
     OF(max_rows, isa), OF(avg_rows, isa), OF(avg_backward_plane, isa),                        \
         OF(max_backward_plane, isa), OF(adaptive_avg_rows, isa), OF(adaptive_max_rows, isa),  \
-        OF(adaptive_avg_backward_plane, isa)
+        OF(adaptive_avg_backward_plane, isa), OF(pyramid_tile, isa)
 #define FNN_DEFINE_POOL_OPS(isa)                                                              \
     static const fnn_pool_ops fnn_pool_##isa = {FNN_POOL_LIST(isa, FNN_POOL_OPS_OF),          \
                                                 FNN_POOL_LIST(isa, FNN_POOL_OPS_OF64)};
@@ -234,21 +274,95 @@ static int64_t fnn_row_chunks(const fnn_pool_shape *s) {
         for (int64_t p = 0; p < planes; p++)                                                  \
             ops->adaptive_avg_backward_plane_##SFX(s, dy + p * L, dx + p * hw);               \
         return FNN_OK;                                                                        \
+    }                                                                                         \
+    int fnn_pyramid_pool_forward_##SFX(const fnn_pool_shape *s, int64_t levels,              \
+                                       const int64_t *out_hw, int is_max, const T *x, T *y,   \
+                                       int64_t *idx) {                                        \
+        const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
+        int64_t hw = s->in_h * s->in_w, planes = s->batch * s->channels;                     \
+        int64_t S = fnn_pyramid_size(levels, out_hw), max_ow = 1;                             \
+        for (int64_t j = 0; j < levels; j++)                                                  \
+            if (out_hw[2 * j + 1] > max_ow) max_ow = out_hw[2 * j + 1];                       \
+        int64_t groups = hw <= FNN_TILE_MAX_HW ? planes / FNN_TILE : 0;                      \
+        int64_t items = groups + (planes - groups * FNN_TILE);                               \
+        fnn_pool_shape big = *s;                                                              \
+        big.out_h = 1;                                                                        \
+        big.out_w = S;                                                                        \
+        int status = FNN_OK;                                                                  \
+        _Pragma("omp parallel if(fnn_pool_parallel(&big))")                                  \
+        {                                                                                     \
+            void *work = malloc(FNN_PYRAMID_WORK_BYTES(T, s, S, max_ow));                     \
+            if (!work) {                                                                      \
+                _Pragma("omp atomic write") status = FNN_ENOMEM;                              \
+            }                                                                                 \
+            _Pragma("omp for schedule(static)")                                               \
+            for (int64_t i = 0; i < items; i++) {                                             \
+                if (!work) continue;                                                          \
+                if (i < groups) {                                                             \
+                    ops->pyramid_tile_##SFX(s, levels, out_hw, is_max, x, i * FNN_TILE, y,    \
+                                            idx, work);                                       \
+                    continue;                                                                 \
+                }                                                                             \
+                int64_t p = groups * FNN_TILE + (i - groups), off = 0;                       \
+                for (int64_t j = 0; j < levels; j++) {                                        \
+                    fnn_pool_shape l = fnn_level_shape(s, out_hw, j);                         \
+                    int64_t Lj = l.out_h * l.out_w, o = fnn_pyramid_offset(s, S, off, Lj, p);\
+                    if (is_max)                                                               \
+                        ops->adaptive_max_rows_##SFX(&l, x + p * hw, 0, l.out_h, y + o,       \
+                                                     idx ? idx + o : NULL, work);             \
+                    else                                                                      \
+                        ops->adaptive_avg_rows_##SFX(&l, x + p * hw, 0, l.out_h, y + o, work);\
+                    off += Lj;                                                                \
+                }                                                                             \
+            }                                                                                 \
+            free(work);                                                                       \
+        }                                                                                     \
+        return status;                                                                        \
+    }                                                                                         \
+    int fnn_pyramid_pool_backward_##SFX(const fnn_pool_shape *s, int64_t levels,             \
+                                        const int64_t *out_hw, int is_max, const T *dy,       \
+                                        const int64_t *idx, T *dx) {                          \
+        const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
+        int64_t hw = s->in_h * s->in_w, planes = s->batch * s->channels;                     \
+        int64_t S = fnn_pyramid_size(levels, out_hw);                                         \
+        fnn_pool_shape big = *s;                                                              \
+        big.out_h = 1;                                                                        \
+        big.out_w = S;                                                                        \
+        int bad = 0;                                                                          \
+        _Pragma("omp parallel for schedule(static) reduction(|:bad) if(fnn_pool_parallel(&big))")\
+        for (int64_t p = 0; p < planes; p++) {                                                \
+            int64_t off = 0;                                                                  \
+            for (int64_t j = 0; j < levels; j++) {                                            \
+                fnn_pool_shape l = fnn_level_shape(s, out_hw, j);                             \
+                int64_t Lj = l.out_h * l.out_w, o = fnn_pyramid_offset(s, S, off, Lj, p);    \
+                if (is_max)                                                                   \
+                    bad |= ops->max_backward_plane_##SFX(&l, dy + o, idx + o, dx + p * hw);   \
+                else                                                                          \
+                    ops->adaptive_avg_backward_plane_##SFX(&l, dy + o, dx + p * hw);          \
+                off += Lj;                                                                    \
+            }                                                                                 \
+        }                                                                                     \
+        return bad ? FNN_EINVAL : FNN_OK;                                                     \
     }
 FNN_DEFINE_POOL(float, f32)
 FNN_DEFINE_POOL(double, f64)
 
 #elif !defined(T) /* ---- one instruction set: the dtypes ---- */
 
+/* TI: an integer as wide as T, for lane-wise index selects (pyramid_tile) */
 #define T float
+#define TI int32_t
 #define SFX f32
 #include "pool.c"
 #undef T
+#undef TI
 #undef SFX
 #define T double
+#define TI int64_t
 #define SFX f64
 #include "pool.c"
 #undef T
+#undef TI
 #undef SFX
 
 #else /* ---- body: one instruction set, one dtype ---- */
@@ -667,6 +781,73 @@ static void FNN_NAME(adaptive_avg_backward_plane)(const fnn_pool_shape *s, const
             }
             for (int64_t ih = h0; ih < h1; ih++)
                 for (int64_t iw = w0; iw < w1; iw++) dx[ih * W + iw] += g;
+        }
+    }
+}
+
+/* FNN_TILE planes p0.. of spatial pyramid pooling through a tile (see
+ * FNN_TILE): tile[e*FNN_TILE + k] is pixel e of plane p0 + k, and the outputs
+ * of all levels are gathered the same way (ov, oi) before they go out. */
+static void FNN_NAME(pyramid_tile)(const fnn_pool_shape *s, int64_t levels,
+                                   const int64_t *out_hw, int is_max, const T *x, int64_t p0,
+                                   T *y, int64_t *idx, void *work) {
+    enum { K = FNN_TILE };
+    const int64_t W = s->in_w, HW = s->in_h * s->in_w;
+    const int64_t S = fnn_pyramid_size(levels, out_hw);
+    TI *restrict oi = work; /* positions < FNN_TILE_MAX_HW: TI is wide enough */
+    T *restrict tile = (T *)(oi + S * K);
+    T *restrict ov = tile + HW * K;
+    for (int64_t e = 0; e < HW; e++)
+        for (int k = 0; k < K; k++) tile[e * K + k] = x[(p0 + k) * HW + e];
+    int64_t b = 0;
+    for (int64_t j = 0; j < levels; j++) {
+        const int64_t OH = out_hw[2 * j], OW = out_hw[2 * j + 1];
+        for (int64_t oh = 0; oh < OH; oh++) {
+            int64_t h0 = fnn_bin_start(oh, OH, s->in_h), h1 = fnn_bin_end(oh, OH, s->in_h);
+            for (int64_t ow = 0; ow < OW; ow++, b++) {
+                int64_t w0 = fnn_bin_start(ow, OW, W), w1 = fnn_bin_end(ow, OW, W);
+                T *restrict m = ov + b * K;
+                TI *restrict mi = oi + b * K;
+                if (is_max) {
+                    for (int k = 0; k < K; k++) {
+                        m[k] = -INFINITY;
+                        mi[k] = (TI)(h0 * W + w0);
+                    }
+                    for (int64_t ih = h0; ih < h1; ih++)
+                        for (int64_t iw = w0; iw < w1; iw++) {
+                            const TI e = (TI)(ih * W + iw);
+                            const T *restrict v = tile + e * K;
+                            /* kept a loop (not unrolled early) so that it is vectorized */
+#pragma GCC unroll 1
+                            for (int k = 0; k < K; k++) {
+                                int take = (v[k] > m[k]) | (v[k] != v[k]);
+                                m[k] = take ? v[k] : m[k];
+                                mi[k] = take ? e : mi[k];
+                            }
+                        }
+                } else {
+                    for (int k = 0; k < K; k++) m[k] = 0;
+                    for (int64_t ih = h0; ih < h1; ih++)
+                        for (int64_t iw = w0; iw < w1; iw++) {
+                            const T *restrict v = tile + (ih * W + iw) * K;
+#pragma GCC unroll 1
+                            for (int k = 0; k < K; k++) m[k] += v[k];
+                        }
+                    const T kh = (T)(h1 - h0), kw = (T)(w1 - w0);
+                    for (int k = 0; k < K; k++) m[k] = m[k] / kh / kw;
+                }
+            }
+        }
+    }
+    for (int k = 0; k < K; k++) {
+        int64_t off = 0;
+        for (int64_t j = 0; j < levels; j++) {
+            int64_t Lj = out_hw[2 * j] * out_hw[2 * j + 1];
+            int64_t o = fnn_pyramid_offset(s, S, off, Lj, p0 + k);
+            for (int64_t q = 0; q < Lj; q++) y[o + q] = ov[(off + q) * K + k];
+            if (idx)
+                for (int64_t q = 0; q < Lj; q++) idx[o + q] = oi[(off + q) * K + k];
+            off += Lj;
         }
     }
 }

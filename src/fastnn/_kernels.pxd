@@ -69,3 +69,15 @@ cdef extern from "fastnn.h" nogil:
                                              float *dx)
     int fnn_adaptive_avg_pool2d_backward_f64(const fnn_pool_shape *s, const double *dy,
                                              double *dx)
+    int fnn_pyramid_pool_forward_f32(const fnn_pool_shape *s, int64_t levels,
+                                     const int64_t *out_hw, int is_max, const float *x,
+                                     float *y, int64_t *idx)
+    int fnn_pyramid_pool_forward_f64(const fnn_pool_shape *s, int64_t levels,
+                                     const int64_t *out_hw, int is_max, const double *x,
+                                     double *y, int64_t *idx)
+    int fnn_pyramid_pool_backward_f32(const fnn_pool_shape *s, int64_t levels,
+                                      const int64_t *out_hw, int is_max, const float *dy,
+                                      const int64_t *idx, float *dx)
+    int fnn_pyramid_pool_backward_f64(const fnn_pool_shape *s, int64_t levels,
+                                      const int64_t *out_hw, int is_max, const double *dy,
+                                      const int64_t *idx, double *dx)

@@ -230,8 +230,11 @@ def _adaptive_avg(x, output_size, dims: int) -> np.ndarray:
 
 def _adaptive_max(x, output_size, return_indices, dims: int) -> MaybeIndices:
     x, geo = prepare_adaptive(x, output_size, dims)
-    return _max_forward(_kernels.adaptive_max_pool2d_forward, x, geo, dims,
-                        bool(return_indices))
+    # a pyramid of one level: small planes go through its tiles of 16 planes
+    out_hw = np.array([geo.out_h, geo.out_w], dtype=np.int64)
+    def pyramid(g, xf, yf, idx):
+        _kernels.pyramid_pool_forward(g, out_hw, True, xf, yf, idx)
+    return _max_forward(pyramid, x, geo, dims, bool(return_indices))
 
 
 def _adaptive_avg_backward(grad_output, input_shape, dims: int) -> np.ndarray:
@@ -318,6 +321,12 @@ def global_max_pool2d(x: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- spatial pyramid
 
 
+def _pyramid(x: np.ndarray, levels: Tuple[int, ...]):
+    """(geometry, out_hw) of a spatial pyramid on x: its sizes, the levels' (l, l) grids."""
+    n, c, h, w = x.shape
+    return PoolGeometry(n, c, h, w, 1, 1), np.array([[l, l] for l in levels], np.int64).ravel()
+
+
 def spatial_pyramid_pool(x: np.ndarray, levels: Sequence[int] = (1, 2, 4),
                          mode: str = "max") -> np.ndarray:
     """Spatial pyramid pooling (He et al., 2014): a fixed-length vector from any image size.
@@ -333,13 +342,13 @@ def spatial_pyramid_pool(x: np.ndarray, levels: Sequence[int] = (1, 2, 4),
     -------
     ndarray, shape (N, C * sum(l*l for l in levels))
         ``adaptive_{mode}_pool2d(x, l).reshape(N, -1)`` concatenated over the
-        levels in order.
+        levels in order (computed in one pass, straight into that layout).
     """
     x, levels, mode = prepare_spp(x, levels, mode)
-    pool = adaptive_max_pool2d if mode == "max" else adaptive_avg_pool2d
-    n = x.shape[0]
-    x = contiguous(x)  # once, not once per level
-    return np.concatenate([pool(x, l).reshape(n, -1) for l in levels], axis=1)
+    geo, out_hw = _pyramid(x, levels)
+    y = np.empty((geo.batch, geo.channels * sum(l * l for l in levels)), dtype=x.dtype)
+    _kernels.pyramid_pool_forward(geo, out_hw, mode == "max", _flat(x), y.reshape(-1), None)
+    return y
 
 
 def spatial_pyramid_pool_backward(grad_output: np.ndarray, x: np.ndarray,
@@ -360,17 +369,12 @@ def spatial_pyramid_pool_backward(grad_output: np.ndarray, x: np.ndarray,
     ndarray, shape of x
     """
     dy, x, levels, mode = prepare_spp_backward(grad_output, x, levels, mode)
-    n, c = x.shape[:2]
-    x = contiguous(x)
-    dx = np.zeros(x.shape, dtype=x.dtype)  # every level's kernel adds into it
-    start = 0
-    for l in levels:
-        g = np.ascontiguousarray(dy[:, start:start + c * l * l]).reshape(n, c, l, l)
-        start += c * l * l
-        if mode == "max":
-            _, idx, geo = prepare_max_backward(g, adaptive_max_pool2d(x, l, True)[1], x.shape, 2)
-            _kernels.max_pool2d_backward(geo, _flat(g), _flat(idx), dx.reshape(-1))
-        else:
-            _, geo = prepare_adaptive_backward(g, x.shape, 2)
-            _kernels.adaptive_avg_pool2d_backward(geo, _flat(g), dx.reshape(-1))
+    geo, out_hw = _pyramid(x, levels)
+    x, dy = _flat(x), _flat(dy)
+    idx = None
+    if mode == "max":
+        idx = np.empty(dy.shape, dtype=np.int64)
+        _kernels.pyramid_pool_forward(geo, out_hw, True, x, np.empty_like(dy), idx)
+    dx = np.zeros(geo.input_shape, dtype=dy.dtype)  # the kernel adds into it
+    _kernels.pyramid_pool_backward(geo, out_hw, mode == "max", dy, idx, dx.reshape(-1))
     return dx
