@@ -52,7 +52,8 @@
     void (*adaptive_avg_backward_plane_##SFX)(const fnn_pool_shape *s, const T *dy, T *dx);   \
     void (*pyramid_tile_##SFX)(const fnn_pool_shape *s, int64_t levels, const int64_t *out_hw, \
                                int is_max, const T *x, int64_t p0, T *y, int64_t *idx,        \
-                               void *work);
+                               void *work);                                                   \
+    void (*global_avg_##SFX)(int64_t planes, int64_t h, int64_t w, const T *x, T *y);
 typedef struct {
     FNN_POOL_OPS(float, f32)
     FNN_POOL_OPS(double, f64)
@@ -94,6 +95,9 @@ static inline int64_t fnn_avg_extent(int64_t o, int64_t stride, int64_t pad, int
  * through the adaptive row kernels, level by level. */
 #define FNN_TILE 16
 #define FNN_TILE_MAX_HW 4096
+/* Global average pooling: planes per call of the kernel (a call per plane
+ * costs about as much as pooling a 7x7 plane). */
+#define FNN_GLOBAL_BLOCK 64
 
 /* Total outputs of the levels, S = sum of out_h*out_w. */
 static int64_t fnn_pyramid_size(int64_t levels, const int64_t *out_hw) {
@@ -145,7 +149,7 @@ static fnn_pool_shape fnn_level_shape(const fnn_pool_shape *s, const int64_t *ou
 #define FNN_POOL_LIST(isa, OF)                                                                \
     OF(max_rows, isa), OF(avg_rows, isa), OF(avg_backward_plane, isa),                        \
         OF(max_backward_plane, isa), OF(adaptive_avg_rows, isa), OF(adaptive_max_rows, isa),  \
-        OF(adaptive_avg_backward_plane, isa), OF(pyramid_tile, isa)
+        OF(adaptive_avg_backward_plane, isa), OF(pyramid_tile, isa), OF(global_avg, isa)
 #define FNN_DEFINE_POOL_OPS(isa)                                                              \
     static const fnn_pool_ops fnn_pool_##isa = {FNN_POOL_LIST(isa, FNN_POOL_OPS_OF),          \
                                                 FNN_POOL_LIST(isa, FNN_POOL_OPS_OF64)};
@@ -224,6 +228,17 @@ static int64_t fnn_row_chunks(const fnn_pool_shape *s) {
     }                                                                                         \
     int fnn_adaptive_avg_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y) {   \
         const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
+        if (s->out_h == 1 && s->out_w == 1) { /* global: runs of whole planes */              \
+            int64_t planes = s->batch * s->channels, hw = s->in_h * s->in_w;                 \
+            int64_t blocks = (planes + FNN_GLOBAL_BLOCK - 1) / FNN_GLOBAL_BLOCK;              \
+            _Pragma("omp parallel for schedule(static) if(fnn_pool_parallel(s))")             \
+            for (int64_t b = 0; b < blocks; b++) {                                            \
+                int64_t p0 = b * FNN_GLOBAL_BLOCK;                                            \
+                int64_t n = planes - p0 < FNN_GLOBAL_BLOCK ? planes - p0 : FNN_GLOBAL_BLOCK;  \
+                ops->global_avg_##SFX(n, s->in_h, s->in_w, x + p0 * hw, y + p0);              \
+            }                                                                                 \
+            return FNN_OK;                                                                    \
+        }                                                                                     \
         FNN_FORWARD_ROWS(T, s, ops->adaptive_avg_rows_##SFX(s, x + p * hw, oh0, oh1,          \
                                                             y + p * L, work))                 \
     }                                                                                         \
@@ -850,6 +865,13 @@ static void FNN_NAME(pyramid_tile)(const fnn_pool_shape *s, int64_t levels,
             off += Lj;
         }
     }
+}
+
+/* Global average pooling of `planes` whole planes of h*w pixels each. */
+static void FNN_NAME(global_avg)(int64_t planes, int64_t h, int64_t w, const T *x, T *y) {
+    const int64_t hw = h * w;
+    for (int64_t p = 0; p < planes; p++)
+        y[p] = FNN_NAME(sum_run)(hw, x + p * hw) / (T)h / (T)w;
 }
 
 #endif
