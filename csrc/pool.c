@@ -402,21 +402,23 @@ static inline void FNN_NAME(max_update)(int64_t n, const T *restrict src, int64_
         else
             for (int64_t j = 0; j < n; j++) FNN_MAX_STEP(j, stride);
     } else {
+        /* Values only: the greater of the two, the new one when they are unordered
+         * (x86's max instruction, exactly), unless a NaN is already there. Written
+         * as one select on a mask the compiler made a masked load of, which ran 2x
+         * slower on random data than on constant data. */
+#define FNN_MAX_VALUE(J, S)                                                                   \
+    do {                                                                                      \
+        T v = src[(J) * (S)], c = m[J];                                                       \
+        T r = c > v ? c : v;                                                                  \
+        m[J] = c != c ? c : r;                                                                \
+    } while (0)
         if (stride == 1)
-            for (int64_t j = 0; j < n; j++) {
-                T v = src[j];
-                m[j] = ((v > m[j]) | (v != v)) ? v : m[j];
-            }
+            for (int64_t j = 0; j < n; j++) FNN_MAX_VALUE(j, 1);
         else if (stride == 2)
-            for (int64_t j = 0; j < n; j++) {
-                T v = src[2 * j];
-                m[j] = ((v > m[j]) | (v != v)) ? v : m[j];
-            }
+            for (int64_t j = 0; j < n; j++) FNN_MAX_VALUE(j, 2);
         else
-            for (int64_t j = 0; j < n; j++) {
-                T v = src[j * stride];
-                m[j] = ((v > m[j]) | (v != v)) ? v : m[j];
-            }
+            for (int64_t j = 0; j < n; j++) FNN_MAX_VALUE(j, stride);
+#undef FNN_MAX_VALUE
     }
 }
 #undef FNN_MAX_STEP
@@ -453,12 +455,25 @@ static inline void FNN_NAME(gather_add)(int64_t n, const T *restrict src, int64_
 #endif
 typedef struct {
     int64_t lo[FNN_TAPS_MAX], hi[FNN_TAPS_MAX];
+    int64_t a, b; /* the interior: outputs [a, b) have every tap inside the input */
 } FNN_NAME(col_runs);
+
+static inline void FNN_NAME(runs_get)(const fnn_pool_shape *s, const FNN_NAME(col_runs) *r,
+                                      int64_t kj, int64_t *lo, int64_t *hi);
 
 static inline void FNN_NAME(runs_init)(const fnn_pool_shape *s, FNN_NAME(col_runs) *r) {
     for (int64_t kj = 0; kj < s->kernel_w && kj < FNN_TAPS_MAX; kj++)
         fnn_valid_range(kj * s->dilation_w - s->pad_w, s->stride_w, s->in_w, s->out_w,
                         &r->lo[kj], &r->hi[kj]);
+    r->a = 0;
+    r->b = s->out_w;
+    for (int64_t kj = 0; kj < s->kernel_w; kj++) {
+        int64_t lo, hi;
+        FNN_NAME(runs_get)(s, r, kj, &lo, &hi);
+        r->a = lo > r->a ? lo : r->a;
+        r->b = hi < r->b ? hi : r->b;
+    }
+    if (r->a > r->b) r->a = r->b = 0; /* no interior: every output is an edge */
 }
 
 static inline void FNN_NAME(runs_get)(const fnn_pool_shape *s, const FNN_NAME(col_runs) *r,
@@ -469,6 +484,14 @@ static inline void FNN_NAME(runs_get)(const fnn_pool_shape *s, const FNN_NAME(co
     } else {
         fnn_valid_range(kj * s->dilation_w - s->pad_w, s->stride_w, s->in_w, s->out_w, lo, hi);
     }
+}
+
+/* Combine candidate (v, vi) into the running (*m, *mi) by the order-free form
+ * of PyTorch's rule (see max_combine). */
+static inline void FNN_NAME(max_pick)(T v, int64_t vi, T *m, int64_t *mi) {
+    int take = (v > *m) | ((v == *m) & (vi < *mi)) | ((v != v) & ((*m == *m) | (vi > *mi)));
+    *m = take ? v : *m;
+    *mi = take ? vi : *mi;
 }
 
 /* The horizontal step of max pooling with indices: candidates (sv, si) taken
@@ -541,15 +564,30 @@ static void FNN_NAME(max_rows)(const fnn_pool_shape *s, const T *x, int64_t oh0,
                 ir[ow] = first_row + fnn_first_tap(ow * sw - s->pad_w, dw);
         }
         if (rows == 0) continue;
-        for (int64_t kj = 0; kj < s->kernel_w; kj++) {
-            int64_t lo, hi;
-            FNN_NAME(runs_get)(s, &runs, kj, &lo, &hi);
-            if (lo >= hi) continue;
-            int64_t first = kj * dw - s->pad_w + lo * sw; /* column of output lo's tap */
+        /* The interior [a, b), tap after tap over the same outputs: each pass then
+         * reloads exactly the vectors the previous one stored (passes over runs
+         * shifted by one, as the padding makes them, defeat store-to-load
+         * forwarding and ran 3x slower). The few edge outputs go one by one. */
+        const int64_t a = runs.a, b = runs.b;
+        for (int64_t kj = 0; kj < s->kernel_w && a < b; kj++) {
+            int64_t first = kj * dw - s->pad_w + a * sw; /* column of output a's tap */
             if (ir)
-                FNN_NAME(max_combine)(hi - lo, tv + first, ti + first, sw, yr + lo, ir + lo);
+                FNN_NAME(max_combine)(b - a, tv + first, ti + first, sw, yr + a, ir + a);
             else
-                FNN_NAME(max_update)(hi - lo, tv + first, sw, yr + lo, NULL, 0);
+                FNN_NAME(max_update)(b - a, tv + first, sw, yr + a, NULL, 0);
+        }
+        for (int64_t e = 0; e < a + (OW - b); e++) { /* edges: [0, a) and [b, OW) */
+            const int64_t ow = e < a ? e : b + (e - a);
+            for (int64_t kj = 0; kj < s->kernel_w; kj++) {
+                int64_t iw = ow * sw + kj * dw - s->pad_w;
+                if (iw < 0 || iw >= W) continue;
+                if (ir) {
+                    FNN_NAME(max_pick)(tv[iw], ti[iw], &yr[ow], &ir[ow]);
+                } else {
+                    T v = tv[iw];
+                    yr[ow] = ((v > yr[ow]) | (v != v)) ? v : yr[ow];
+                }
+            }
         }
     }
 }
@@ -587,10 +625,16 @@ static void FNN_NAME(avg_rows)(const fnn_pool_shape *s, const T *x, int64_t oh0,
         for (int64_t w = 0; w < W; w++) tv[w] = x[hlo * W + w];
         for (int64_t ih = hlo + 1; ih < hhi; ih++)
             for (int64_t w = 0; w < W; w++) tv[w] += x[ih * W + w];
-        for (int64_t kj = 0; kj < s->kernel_w; kj++) {
-            int64_t lo, hi;
-            FNN_NAME(runs_get)(s, &runs, kj, &lo, &hi);
-            FNN_NAME(gather_add)(hi - lo, tv + kj - s->pad_w + lo * sw, sw, yr + lo);
+        /* interior and edges as in max_rows */
+        const int64_t a = runs.a, b = runs.b;
+        for (int64_t kj = 0; kj < s->kernel_w && a < b; kj++)
+            FNN_NAME(gather_add)(b - a, tv + kj - s->pad_w + a * sw, sw, yr + a);
+        for (int64_t e = 0; e < a + (OW - b); e++) { /* edges: [0, a) and [b, OW) */
+            const int64_t ow = e < a ? e : b + (e - a);
+            for (int64_t kj = 0; kj < s->kernel_w; kj++) {
+                int64_t iw = ow * sw + kj - s->pad_w;
+                if (iw >= 0 && iw < W) yr[ow] += tv[iw];
+            }
         }
         if (divisor) {
             const T d = (T)divisor;
@@ -685,14 +729,6 @@ static inline T FNN_NAME(sum_run)(int64_t n, const T *restrict a) {
     for (; j < n; j++) tail += a[j];
     return (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) +
            tail;
-}
-
-/* Combine candidate (v, vi) into the running (*m, *mi) by the order-free form
- * of PyTorch's rule (see max_combine). */
-static inline void FNN_NAME(max_pick)(T v, int64_t vi, T *m, int64_t *mi) {
-    int take = (v > *m) | ((v == *m) & (vi < *mi)) | ((v != v) & ((*m == *m) | (vi > *mi)));
-    *m = take ? v : *m;
-    *mi = take ? vi : *mi;
 }
 
 /* The maximum of a contiguous run by PyTorch's rule, from -inf, and its
