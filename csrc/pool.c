@@ -29,6 +29,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 #include "fastnn.h"
 
 #define FNN_NAME3(base, isa, sfx) base##_##isa##_##sfx
@@ -719,13 +720,18 @@ static inline void FNN_NAME(col_bins)(int64_t W, int64_t OW, int64_t *restrict b
 /* A whole bin that is one contiguous run (it spans full input rows, as in
  * global pooling): summed in 8 fixed lanes plus the tail, in a fixed order,
  * so the short rows of small planes (7x7) do not each pay a vector loop's
- * entry and exit. (The lanes are combined by one written-out expression: a
- * loop over them went through the stack and stalled on store forwarding.) */
+ * entry and exit. */
+typedef T FNN_NAME(vec8) __attribute__((vector_size(8 * sizeof(T))));
 static inline T FNN_NAME(sum_run)(int64_t n, const T *restrict a) {
-    T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tail = 0;
+    /* a vector type, not an array of lanes: GCC unrolled such an array's lane
+     * loop and then kept the lanes as scalars on the stack */
+    FNN_NAME(vec8) acc = {0, 0, 0, 0, 0, 0, 0, 0}, v;
+    T tail = 0;
     int64_t j = 0;
-    for (; j + 8 <= n; j += 8)
-        for (int k = 0; k < 8; k++) acc[k] += a[j + k];
+    for (; j + 8 <= n; j += 8) {
+        memcpy(&v, a + j, sizeof v);
+        acc += v;
+    }
     for (; j < n; j++) tail += a[j];
     return (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))) +
            tail;
