@@ -100,7 +100,7 @@ typedef struct {
 } fnn_pool_shape;
 
 /* pool.c. idx (int64 flat positions in each input plane) may be NULL in the max
- * forwards. Backward passes add into dx, which the caller zero-fills; the max
+ * forwards. Backward passes overwrite dx (each plane is zeroed, then added to); the max
  * backward (plain and adaptive) returns FNN_EINVAL when an index lies outside
  * its plane (those are skipped). divisor_override 0 means none.
  * Spatial pyramid pooling: adaptive pooling of every plane to `levels` grids
@@ -108,7 +108,7 @@ typedef struct {
  * level j of plane p = n*C + c goes to y[n*C*S + C*off_j + c*L_j + bin], with
  * L_j = h_j*w_j, off_j = L_0 + ... + L_{j-1}, S = all of them: per image, the
  * flattened levels one after the other. idx as for max pooling (NULL: none;
- * ignored for average). The backward adds into dx (max: by idx). */
+ * ignored for average). The backward overwrites dx (max: scatter by idx). */
 #define FNN_DECLARE_POOL(T, SFX)                                                               \
     int fnn_max_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y, int64_t *idx); \
     int fnn_max_pool2d_backward_##SFX(const fnn_pool_shape *s, const T *dy, const int64_t *idx,\

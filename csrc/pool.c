@@ -168,7 +168,10 @@ static const fnn_pool_ops *fnn_pool_ops_now(void) {
 /* Forward passes: work items are runs of output rows of one plane; each plane is
  * cut into enough runs for FNN_POOL_MIN_ITEMS items even when there are few
  * planes (the split depends on the shape only). Backward passes: one item per
- * plane, since windows of neighbouring output rows overlap in the input. */
+ * plane, since windows of neighbouring output rows overlap in the input; each
+ * zeroes its plane of dx first, then adds into it while it is in cache (a
+ * zero-filled dx from calloc cost a page fault per 4 KB in the kernel, and the
+ * faults did not get faster with a second thread). */
 #define FNN_POOL_MIN_ITEMS 32
 
 /* Below this many input and output elements a call runs on one thread: waking
@@ -258,7 +261,10 @@ static int64_t fnn_row_chunks(const fnn_pool_shape *s) {
         int bad = 0;                                                                          \
         _Pragma("omp parallel for schedule(static) reduction(|:bad) if(fnn_pool_parallel(s))")\
         for (int64_t p = 0; p < planes; p++)                                                  \
+        {                                                                                     \
+            memset(dx + p * hw, 0, (size_t)hw * sizeof(T));                                   \
             bad |= ops->max_backward_plane_##SFX(s, dy + p * L, idx + p * L, dx + p * hw);    \
+        }                                                                                     \
         return bad ? FNN_EINVAL : FNN_OK;                                                     \
     }                                                                                         \
     int fnn_avg_pool2d_backward_##SFX(const fnn_pool_shape *s, const T *dy, T *dx,           \
@@ -274,10 +280,12 @@ static int64_t fnn_row_chunks(const fnn_pool_shape *s) {
                 _Pragma("omp atomic write") status = FNN_ENOMEM;                              \
             }                                                                                 \
             _Pragma("omp for schedule(static)")                                               \
-            for (int64_t p = 0; p < planes; p++)                                              \
+            for (int64_t p = 0; p < planes; p++) {                                            \
+                memset(dx + p * hw, 0, (size_t)hw * sizeof(T));                               \
                 if (work)                                                                     \
                     ops->avg_backward_plane_##SFX(s, dy + p * L, dx + p * hw,                 \
                                                   count_include_pad, divisor_override, work); \
+            }                                                                                 \
             free(work);                                                                       \
         }                                                                                     \
         return status;                                                                        \
@@ -288,7 +296,10 @@ static int64_t fnn_row_chunks(const fnn_pool_shape *s) {
         int64_t planes = s->batch * s->channels;                                             \
         _Pragma("omp parallel for schedule(static) if(fnn_pool_parallel(s))")                 \
         for (int64_t p = 0; p < planes; p++)                                                  \
+        {                                                                                     \
+            memset(dx + p * hw, 0, (size_t)hw * sizeof(T));                                   \
             ops->adaptive_avg_backward_plane_##SFX(s, dy + p * L, dx + p * hw);               \
+        }                                                                                     \
         return FNN_OK;                                                                        \
     }                                                                                         \
     int fnn_pyramid_pool_forward_##SFX(const fnn_pool_shape *s, int64_t levels,              \
@@ -348,6 +359,7 @@ static int64_t fnn_row_chunks(const fnn_pool_shape *s) {
         _Pragma("omp parallel for schedule(static) reduction(|:bad) if(fnn_pool_parallel(&big))")\
         for (int64_t p = 0; p < planes; p++) {                                                \
             int64_t off = 0;                                                                  \
+            memset(dx + p * hw, 0, (size_t)hw * sizeof(T));                                   \
             for (int64_t j = 0; j < levels; j++) {                                            \
                 fnn_pool_shape l = fnn_level_shape(s, out_hw, j);                             \
                 int64_t Lj = l.out_h * l.out_w, o = fnn_pyramid_offset(s, S, off, Lj, p);    \

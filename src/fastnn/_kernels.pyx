@@ -207,7 +207,7 @@ def adaptive_max_pool2d_forward(geometry, const floating[::1] x, floating[::1] y
 
 def max_pool2d_backward(geometry, const floating[::1] dy, const int64_t[::1] idx,
                         floating[::1] dx):
-    """dx += dy scattered by idx (plain and adaptive max pooling); dx zero-filled on entry.
+    """dx = dy scattered by idx (plain and adaptive max pooling); dx is overwritten.
 
     Returns False when an index lies outside its plane (those are skipped): the
     index values are data the shape checks cannot see, so the kernel checks
@@ -246,7 +246,7 @@ def avg_pool2d_forward(geometry, const floating[::1] x, floating[::1] y,
 
 def avg_pool2d_backward(geometry, const floating[::1] dy, floating[::1] dx,
                         bint count_include_pad, int64_t divisor_override):
-    """dx += gradient of average pooling; dx zero-filled on entry."""
+    """dx = gradient of average pooling (dx is overwritten)."""
     cdef fnn_pool_shape s = _pool_shape(geometry)
     cdef int status
     _need_pool(&s, dx.shape[0], dy.shape[0])
@@ -273,7 +273,7 @@ def adaptive_avg_pool2d_forward(geometry, const floating[::1] x, floating[::1] y
 
 
 def adaptive_avg_pool2d_backward(geometry, const floating[::1] dy, floating[::1] dx):
-    """dx += gradient of adaptive average pooling; dx zero-filled on entry."""
+    """dx = gradient of adaptive average pooling (dx is overwritten)."""
     cdef fnn_pool_shape s = _pool_shape(geometry)
     cdef int status
     _need_pool(&s, dx.shape[0], dy.shape[0])
@@ -321,7 +321,7 @@ def pyramid_pool_forward(geometry, const int64_t[::1] out_hw, bint is_max,
 
 def pyramid_pool_backward(geometry, const int64_t[::1] out_hw, bint is_max,
                           const floating[::1] dy, const int64_t[::1] idx, floating[::1] dx):
-    """dx += the gradient of pyramid_pool_forward (max: by idx); dx zero-filled on entry.
+    """dx = the gradient of pyramid_pool_forward (max: by idx); dx is overwritten.
 
     Returns False when an index lies outside its plane (see max_pool2d_backward).
     """

@@ -50,7 +50,7 @@ def _max_forward(kernel, x: np.ndarray, geo: PoolGeometry, dims: int, return_ind
 
 def _max_backward(grad_output, indices, input_shape, dims: int) -> np.ndarray:
     dy, idx, geo = prepare_max_backward(grad_output, indices, input_shape, dims)
-    dx = np.zeros(geo.input_shape_nd(dims), dtype=dy.dtype)  # the kernel adds into it
+    dx = np.empty(geo.input_shape_nd(dims), dtype=dy.dtype)  # the kernel zeroes each plane
     if not _kernels.max_pool2d_backward(geo, _flat(dy), _flat(idx), dx.reshape(-1)):
         raise indices_out_of_range(geo)
     return dx
@@ -142,7 +142,7 @@ def _avg_backward(grad_output, input_shape, kernel_size, stride, padding, ceil_m
     dy, geo = prepare_avg_backward(grad_output, input_shape, kernel_size, stride, padding,
                                    ceil_mode, dims)
     cip, divisor = avg_options(count_include_pad, divisor_override)
-    dx = np.zeros(geo.input_shape_nd(dims), dtype=dy.dtype)  # the kernel adds into it
+    dx = np.empty(geo.input_shape_nd(dims), dtype=dy.dtype)  # the kernel zeroes each plane
     _kernels.avg_pool2d_backward(geo, _flat(dy), dx.reshape(-1), cip, divisor)
     return dx
 
@@ -239,7 +239,7 @@ def _adaptive_max(x, output_size, return_indices, dims: int) -> MaybeIndices:
 
 def _adaptive_avg_backward(grad_output, input_shape, dims: int) -> np.ndarray:
     dy, geo = prepare_adaptive_backward(grad_output, input_shape, dims)
-    dx = np.zeros(geo.input_shape_nd(dims), dtype=dy.dtype)  # the kernel adds into it
+    dx = np.empty(geo.input_shape_nd(dims), dtype=dy.dtype)  # the kernel zeroes each plane
     _kernels.adaptive_avg_pool2d_backward(geo, _flat(dy), dx.reshape(-1))
     return dx
 
@@ -375,6 +375,6 @@ def spatial_pyramid_pool_backward(grad_output: np.ndarray, x: np.ndarray,
     if mode == "max":
         idx = np.empty(dy.shape, dtype=np.int64)
         _kernels.pyramid_pool_forward(geo, out_hw, True, x, np.empty_like(dy), idx)
-    dx = np.zeros(geo.input_shape, dtype=dy.dtype)  # the kernel adds into it
+    dx = np.empty(geo.input_shape, dtype=dy.dtype)  # the kernel zeroes each plane
     _kernels.pyramid_pool_backward(geo, out_hw, mode == "max", dy, idx, dx.reshape(-1))
     return dx
