@@ -397,23 +397,27 @@ FNN_DEFINE_POOL(double, f64)
 
 /* m[j] = max(m[j], src[j*stride]) by PyTorch's rule (greater, or NaN), and its
  * flat position i0 + j*stride in mi when mi is given. Strides 1 and 2 get
- * loops with a constant stride, which the compiler vectorizes. */
+ * loops with a constant stride, which the compiler vectorizes. Positions in
+ * work buffers are TI, as wide as T (planes are below 2^31 pixels, which
+ * _validate checks), so that values and positions share one mask per vector. */
 #define FNN_MAX_STEP(J, S)                                                                    \
     do {                                                                                      \
         T v = src[(J) * (S)];                                                                 \
         int take = (v > m[J]) | (v != v);                                                     \
         m[J] = take ? v : m[J];                                                               \
-        mi[J] = take ? i0 + (J) * (S) : mi[J];                                                \
+        mi[J] = take ? b0 + (J) * (S) : mi[J];                                                \
     } while (0)
 static inline void FNN_NAME(max_update)(int64_t n, const T *restrict src, int64_t stride,
-                                        T *restrict m, int64_t *restrict mi, int64_t i0) {
+                                        T *restrict m, TI *restrict mi, int64_t i0) {
     if (mi) {
+        /* positions counted in TI, so the vector of them is as wide as the values' */
+        const TI b0 = (TI)i0, tn = (TI)n, ts = (TI)stride;
         if (stride == 1)
-            for (int64_t j = 0; j < n; j++) FNN_MAX_STEP(j, 1);
+            for (TI j = 0; j < tn; j++) FNN_MAX_STEP(j, 1);
         else if (stride == 2)
-            for (int64_t j = 0; j < n; j++) FNN_MAX_STEP(j, 2);
+            for (TI j = 0; j < tn; j++) FNN_MAX_STEP(j, 2);
         else
-            for (int64_t j = 0; j < n; j++) FNN_MAX_STEP(j, stride);
+            for (TI j = 0; j < tn; j++) FNN_MAX_STEP(j, ts);
     } else {
         /* Values only: the greater of the two, the new one when they are unordered
          * (x86's max instruction, exactly), unless a NaN is already there. Written
@@ -501,7 +505,7 @@ static inline void FNN_NAME(runs_get)(const fnn_pool_shape *s, const FNN_NAME(co
 
 /* Combine candidate (v, vi) into the running (*m, *mi) by the order-free form
  * of PyTorch's rule (see max_combine). */
-static inline void FNN_NAME(max_pick)(T v, int64_t vi, T *m, int64_t *mi) {
+static inline void FNN_NAME(max_pick)(T v, TI vi, T *m, TI *mi) {
     int take = (v > *m) | ((v == *m) & (vi < *mi)) | ((v != v) & ((*m == *m) | (vi > *mi)));
     *m = take ? v : *m;
     *mi = take ? vi : *mi;
@@ -518,15 +522,15 @@ static inline void FNN_NAME(max_pick)(T v, int64_t vi, T *m, int64_t *mi) {
 #define FNN_MAX_COMBINE(J, S)                                                                 \
     do {                                                                                      \
         T v = sv[(J) * (S)], cur = m[J];                                                      \
-        int64_t vi = si[(J) * (S)], ci = mi[J];                                               \
+        TI vi = si[(J) * (S)], ci = mi[J];                                                    \
         int take = (v > cur) | ((v == cur) & (vi < ci)) |                                     \
                    ((v != v) & ((cur == cur) | (vi > ci)));                                   \
         m[J] = take ? v : cur;                                                                \
         mi[J] = take ? vi : ci;                                                               \
     } while (0)
 static inline void FNN_NAME(max_combine)(int64_t n, const T *restrict sv,
-                                         const int64_t *restrict si, int64_t stride,
-                                         T *restrict m, int64_t *restrict mi) {
+                                         const TI *restrict si, int64_t stride,
+                                         T *restrict m, TI *restrict mi) {
     if (stride == 1)
         for (int64_t j = 0; j < n; j++) FNN_MAX_COMBINE(j, 1);
     else if (stride == 2)
@@ -537,23 +541,29 @@ static inline void FNN_NAME(max_combine)(int64_t n, const T *restrict sv,
 #undef FNN_MAX_COMBINE
 
 /* Output rows [oh0, oh1) of max pooling on plane x: y (and idx, if not NULL)
- * are whole output planes; `work` holds in_w values and in_w int64.
+ * are whole output planes; `work` holds in_w values and in_w + 2*out_w TI.
  *
  * Separable, as a max is: for each output row, first the maximum of the
  * window's rows for every input column (tv, with its position in ti), long
  * contiguous loops; then, for each output, the maximum of its window's
  * columns of that. Walking the window's taps one by one for every output
- * costs about three times as much for a 3x3 window. */
+ * costs about three times as much for a 3x3 window. Positions are kept as TI
+ * (see max_update) in tr and widened to int64 when a row is done. */
 static void FNN_NAME(max_rows)(const fnn_pool_shape *s, const T *x, int64_t oh0, int64_t oh1,
                                T *y, int64_t *idx, void *work) {
     const int64_t W = s->in_w, OW = s->out_w, sw = s->stride_w, dw = s->dilation_w;
-    int64_t *restrict ti = work;
+    TI *restrict tr = work; /* the output row's positions, as TI */
+    TI *restrict c0 = tr + OW; /* each output's first in-bounds column */
+    TI *restrict ti = c0 + OW;
     T *restrict tv = (T *)(ti + W);
     FNN_NAME(col_runs) runs;
     FNN_NAME(runs_init)(s, &runs);
+    if (idx)
+        for (int64_t ow = 0; ow < OW; ow++) c0[ow] = (TI)fnn_first_tap(ow * sw - s->pad_w, dw);
     for (int64_t oh = oh0; oh < oh1; oh++) {
         T *restrict yr = y + oh * OW;
-        int64_t *restrict ir = idx ? idx + oh * OW : NULL;
+        int64_t *restrict out_i = idx ? idx + oh * OW : NULL;
+        TI *restrict ir = idx ? tr : NULL;
         const int64_t h0 = oh * s->stride_h - s->pad_h;
         int rows = 0;
         for (int64_t ki = 0; ki < s->kernel_h; ki++) {
@@ -563,7 +573,7 @@ static void FNN_NAME(max_rows)(const fnn_pool_shape *s, const T *x, int64_t oh0,
             if (rows++ == 0) {
                 for (int64_t w = 0; w < W; w++) tv[w] = xr[w];
                 if (ir)
-                    for (int64_t w = 0; w < W; w++) ti[w] = ih * W + w;
+                    for (int64_t w = 0; w < W; w++) ti[w] = (TI)(ih * W + w);
             } else {
                 FNN_NAME(max_update)(W, xr, 1, tv, ir ? ti : NULL, ih * W);
             }
@@ -572,16 +582,14 @@ static void FNN_NAME(max_rows)(const fnn_pool_shape *s, const T *x, int64_t oh0,
          * a window of -inf) */
         for (int64_t ow = 0; ow < OW; ow++) yr[ow] = -INFINITY;
         if (ir) {
-            int64_t first_row = fnn_first_tap(h0, s->dilation_h) * W;
-            for (int64_t ow = 0; ow < OW; ow++)
-                ir[ow] = first_row + fnn_first_tap(ow * sw - s->pad_w, dw);
+            const int64_t first_row = fnn_first_tap(h0, s->dilation_h) * W;
+            for (int64_t ow = 0; ow < OW; ow++) ir[ow] = (TI)first_row + c0[ow];
         }
-        if (rows == 0) continue;
         /* The interior [a, b), tap after tap over the same outputs: each pass then
          * reloads exactly the vectors the previous one stored (passes over runs
          * shifted by one, as the padding makes them, defeat store-to-load
          * forwarding and ran 3x slower). The few edge outputs go one by one. */
-        const int64_t a = runs.a, b = runs.b;
+        const int64_t a = runs.a, b = rows ? runs.b : 0;
         for (int64_t kj = 0; kj < s->kernel_w && a < b; kj++) {
             int64_t first = kj * dw - s->pad_w + a * sw; /* column of output a's tap */
             if (ir)
@@ -589,7 +597,7 @@ static void FNN_NAME(max_rows)(const fnn_pool_shape *s, const T *x, int64_t oh0,
             else
                 FNN_NAME(max_update)(b - a, tv + first, sw, yr + a, NULL, 0);
         }
-        for (int64_t e = 0; e < a + (OW - b); e++) { /* edges: [0, a) and [b, OW) */
+        for (int64_t e = 0; rows && e < a + (OW - b); e++) { /* edges: [0, a), [b, OW) */
             const int64_t ow = e < a ? e : b + (e - a);
             for (int64_t kj = 0; kj < s->kernel_w; kj++) {
                 int64_t iw = ow * sw + kj * dw - s->pad_w;
@@ -602,6 +610,8 @@ static void FNN_NAME(max_rows)(const fnn_pool_shape *s, const T *x, int64_t oh0,
                 }
             }
         }
+        if (out_i)
+            for (int64_t ow = 0; ow < OW; ow++) out_i[ow] = ir[ow];
     }
 }
 
@@ -797,17 +807,17 @@ static void FNN_NAME(adaptive_avg_rows)(const fnn_pool_shape *s, const T *x, int
     }
 }
 
-/* Output rows [oh0, oh1) of adaptive max pooling; `work` holds in_w values and
- * in_w int64. A bin of whole rows is one contiguous run (max_run). Otherwise
+/* Output rows [oh0, oh1) of adaptive max pooling; `work` holds 2*out_w int64,
+ * in_w TI and in_w values. A bin of whole rows is one contiguous run (max_run). Otherwise
  * separable like max_rows: each column's maximum over the bin's rows
  * (PyTorch's rule, rows in order; vector loops along the row), then each bin's
  * columns combined by the order-free form of the rule (see max_combine). */
 static void FNN_NAME(adaptive_max_rows)(const fnn_pool_shape *s, const T *x, int64_t oh0,
                                         int64_t oh1, T *y, int64_t *idx, void *work) {
     const int64_t W = s->in_w, OW = s->out_w;
-    int64_t *restrict ti = work;
-    int64_t *restrict wb = ti + W; /* column bins: [wb[2*ow], wb[2*ow + 1]) */
-    T *restrict tv = (T *)(wb + 2 * OW);
+    int64_t *restrict wb = work; /* column bins: [wb[2*ow], wb[2*ow + 1]) */
+    TI *restrict ti = (TI *)(wb + 2 * OW);
+    T *restrict tv = (T *)(ti + W);
     FNN_NAME(col_bins)(W, OW, wb);
     for (int64_t oh = oh0; oh < oh1; oh++) {
         int64_t h0 = fnn_bin_start(oh, s->out_h, s->in_h);
@@ -819,13 +829,13 @@ static void FNN_NAME(adaptive_max_rows)(const fnn_pool_shape *s, const T *x, int
             continue;
         }
         for (int64_t w = 0; w < W; w++) tv[w] = x[h0 * W + w];
-        for (int64_t w = 0; w < W; w++) ti[w] = h0 * W + w;
+        for (int64_t w = 0; w < W; w++) ti[w] = (TI)(h0 * W + w);
         for (int64_t ih = h0 + 1; ih < h1; ih++)
             FNN_NAME(max_update)(W, x + ih * W, 1, tv, ti, ih * W);
         for (int64_t ow = 0; ow < OW; ow++) {
             int64_t w0 = wb[2 * ow], w1 = wb[2 * ow + 1];
             T m = tv[w0];
-            int64_t mi = ti[w0];
+            TI mi = ti[w0];
             for (int64_t iw = w0 + 1; iw < w1; iw++) FNN_NAME(max_pick)(tv[iw], ti[iw], &m, &mi);
             y[oh * OW + ow] = m;
             if (idx) idx[oh * OW + ow] = mi;

@@ -336,11 +336,17 @@ def _sizes_geometry(shape: Tuple[int, ...], out: Tuple[int, ...], dims: int) -> 
 
 
 def check_pool_input(shape: Tuple[int, ...], dims: int, name: str = "input") -> None:
-    """Rank (batched only, as fastnn's convolutions) and no empty dimension."""
+    """Rank (batched only, as fastnn's convolutions), no empty dimension, and planes of
+    fewer than 2^31 pixels (the kernels keep positions within a plane in 32 bits, as the
+    convolutions' BLAS does)."""
     if len(shape) != dims + 2:
         raise ValueError(f"{name} must be {dims + 2}-d {_layout(dims)}, got shape {tuple(shape)}")
     if min(shape) < 1:
         raise ValueError(f"{name} has an empty dimension: shape {tuple(shape)}")
+    plane = math.prod(shape[2:])
+    if plane > _BLAS_MAX:
+        raise ValueError(f"input plane ({' * '.join(map(str, shape[2:]))} = {plane} positions, "
+                         f"{name} {tuple(shape)}) exceeds the 32-bit limit {_BLAS_MAX}")
 
 
 def pool_output_size(size: int, k: int, s: int, pad: int, d: int, ceil_mode: bool) -> int:
