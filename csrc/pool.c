@@ -3,10 +3,10 @@
  * in_h = kernel_h = out_h = 1.
  *
  * Every (image, channel) plane is independent, so work is split over planes
- * (forward: over (plane, output row)) and the result never depends on the
- * thread count. Backward passes add into a zero-filled grad_input one plane
- * per work item, so overlapping windows are summed without races and in a
- * fixed order.
+ * (forward: over runs of output rows of a plane) and the result never depends
+ * on the thread count. Backward passes zero one plane of grad_input per work
+ * item and add into it, so overlapping windows are summed without races and
+ * in a fixed order.
  *
  * The numbers are PyTorch's CPU kernels', including its corner rules:
  * - max: a value is taken when it is greater than the running maximum or NaN,
@@ -19,12 +19,13 @@
  *   clipped there, as PyTorch does.
  * - adaptive: bin i of n over size L is [floor(i*L/n), ceil((i+1)*L/n)).
  *
- * The per-row work of max and average pooling walks the kernel taps and, for
- * each tap, the run of output positions whose tap lands in the input (as
- * im2col.c does), so that the inner loops are plain strided loops the
- * compiler vectorizes. Like im2col.c, this file includes itself: once per
- * instruction set (portable, AVX2, AVX-512, the one im2col.c chose at import
- * is used), and within each once per dtype. */
+ * Max and average pooling are separable: per output row, the window's input
+ * rows are reduced first (long contiguous loops), then each output reduces
+ * its columns of that, tap after tap over all the outputs a tap reaches, so
+ * that the inner loops are plain strided loops the compiler vectorizes. Like
+ * im2col.c, this file includes itself: once per instruction set (portable,
+ * AVX2, AVX-512; the one im2col.c chose at import is used), and within each
+ * once per dtype. */
 #if !defined(FNN_ISA) /* ---- top level: the instruction sets and the entry points ---- */
 #include <math.h>
 #include <omp.h>
@@ -92,10 +93,12 @@ static inline int64_t fnn_avg_extent(int64_t o, int64_t stride, int64_t pad, int
  * planes side by side, so that every step of every bin of every level is one
  * vector operation over FNN_TILE planes (small planes give the per-plane
  * loops only a few elements per row, which vectorize poorly); each lane still
- * visits its bin in PyTorch's row-major order. Other planes go one at a time
- * through the adaptive row kernels, level by level. */
+ * visits its bin in PyTorch's row-major order. Other planes (and pyramids of
+ * more than FNN_TILE_MAX_OUT outputs, whose tile of outputs would be large)
+ * go one at a time through the adaptive row kernels, level by level. */
 #define FNN_TILE 16
 #define FNN_TILE_MAX_HW 4096
+#define FNN_TILE_MAX_OUT 4096
 /* Global average pooling: planes per call of the kernel (a call per plane
  * costs about as much as pooling a 7x7 plane). */
 #define FNN_GLOBAL_BLOCK 64
@@ -122,10 +125,17 @@ static fnn_pool_shape fnn_level_shape(const fnn_pool_shape *s, const int64_t *ou
     return l;
 }
 
-#define FNN_PYRAMID_WORK_BYTES(T, s, S, max_ow)                                              \
-    ((size_t)((s)->in_h * (s)->in_w * FNN_TILE) * sizeof(T) +                                 \
-     (size_t)((S) * FNN_TILE) * (sizeof(T) + sizeof(int64_t)) +                               \
-     (size_t)((s)->in_w + 2 * (max_ow)) * (sizeof(T) + sizeof(int64_t)))
+/* Whether a pyramid goes through tiles, and the work buffer it needs: the tile
+ * and its outputs if so, and the rows of the adaptive row kernels. */
+static int fnn_pyramid_tiled(const fnn_pool_shape *s, int64_t S) {
+    return s->in_h * s->in_w <= FNN_TILE_MAX_HW && S <= FNN_TILE_MAX_OUT &&
+           s->batch * s->channels >= FNN_TILE;
+}
+#define FNN_PYRAMID_WORK_BYTES(T, s, S, max_ow, tiled)                                       \
+    ((tiled) ? (size_t)((s)->in_h * (s)->in_w * FNN_TILE) * sizeof(T) +                      \
+                   (size_t)((S) * FNN_TILE) * (sizeof(T) + sizeof(int64_t))                   \
+             : 0) +                                                                           \
+        (size_t)((s)->in_w + 2 * (max_ow)) * (sizeof(T) + sizeof(int64_t))
 
 #define FNN_ISA portable
 #include "pool.c"
@@ -310,7 +320,8 @@ static int64_t fnn_row_chunks(const fnn_pool_shape *s) {
         int64_t S = fnn_pyramid_size(levels, out_hw), max_ow = 1;                             \
         for (int64_t j = 0; j < levels; j++)                                                  \
             if (out_hw[2 * j + 1] > max_ow) max_ow = out_hw[2 * j + 1];                       \
-        int64_t groups = hw <= FNN_TILE_MAX_HW ? planes / FNN_TILE : 0;                      \
+        int tiled = fnn_pyramid_tiled(s, S);                                                  \
+        int64_t groups = tiled ? planes / FNN_TILE : 0;                                       \
         int64_t items = groups + (planes - groups * FNN_TILE);                               \
         fnn_pool_shape big = *s;                                                              \
         big.out_h = 1;                                                                        \
@@ -318,7 +329,7 @@ static int64_t fnn_row_chunks(const fnn_pool_shape *s) {
         int status = FNN_OK;                                                                  \
         _Pragma("omp parallel if(fnn_pool_parallel(&big))")                                  \
         {                                                                                     \
-            void *work = malloc(FNN_PYRAMID_WORK_BYTES(T, s, S, max_ow));                     \
+            void *work = malloc(FNN_PYRAMID_WORK_BYTES(T, s, S, max_ow, tiled));              \
             if (!work) {                                                                      \
                 _Pragma("omp atomic write") status = FNN_ENOMEM;                              \
             }                                                                                 \

@@ -80,6 +80,12 @@ ADAPTIVE_CASES = [
     case("1d-not-divisible", (2, 3, 13), output_size=5),
     case("1d-larger-than-input", (2, 2, 4), output_size=9),
     case("1d-to-1", (2, 2, 7), output_size=1),
+    # 16 planes and more: adaptive max goes through tiles of 16 planes (and the rest alone)
+    case("2d-tiles-34-planes", (2, 17, 9, 11), output_size=(4, 3)),
+    case("2d-tiles-larger-than-input", (1, 16, 3, 4), output_size=(5, 7)),
+    case("1d-tiles-21-planes", (3, 7, 20), output_size=6),
+    # 16 planes, but planes above 4096 pixels: one at a time again
+    case("2d-16-large-planes", (1, 16, 65, 70), output_size=(5, 6)),
 ]
 
 
@@ -319,12 +325,15 @@ def test_spp_backward_matches_finite_differences(rng, mode):
 
 @pytest.mark.parametrize("mode", ["max", "avg"])
 @pytest.mark.parametrize("levels", [(1, 2, 4), (3,), (4, 1), (1, 2, 3, 6)])
-def test_spp_is_the_concatenation_of_adaptive_pools(ref, rng, dtype, mode, levels):
-    x = rng.standard_normal((2, 3, 13, 9)).astype(dtype)
+@pytest.mark.parametrize("channels", [3, 17], ids=["alone", "tiles"])
+def test_spp_is_the_concatenation_of_adaptive_pools(ref, rng, dtype, mode, levels, channels):
+    """3 channels: planes one at a time; 2 x 17: two tiles of 16 planes and two alone."""
+    x = rng.integers(-3, 4, (2, channels, 13, 9)).astype(dtype)  # ties
+    x[1, 2, 4, 4] = np.nan
     pool = fastnn.adaptive_max_pool2d if mode == "max" else fastnn.adaptive_avg_pool2d
     expected = np.concatenate([pool(x, l).reshape(2, -1) for l in levels], axis=1)
     y = fastnn.spatial_pyramid_pool(x, levels, mode)
-    assert y.shape == (2, 3 * sum(l * l for l in levels))
+    assert y.shape == (2, channels * sum(l * l for l in levels))
     np.testing.assert_array_equal(y, expected)
     assert_close(y, ref.spatial_pyramid_pool(x, levels, mode), dtype)
     g = rng.standard_normal(y.shape).astype(dtype)

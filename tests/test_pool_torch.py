@@ -67,6 +67,8 @@ ADAPTIVE_SIZES = [
     case("2d-1x1-input", (2, 2, 1, 1), output_size=(3, 2)),
     case("1d-not-divisible", (2, 3, 13), output_size=5),
     case("1d-larger", (2, 2, 4), output_size=9),
+    case("2d-tiles-34-planes", (2, 17, 9, 11), output_size=(4, 3)),
+    case("1d-tiles-21-planes", (3, 7, 20), output_size=6),
 ]
 
 
@@ -150,9 +152,10 @@ def test_adaptive_pools_match_torch(rng, dtype, kind, x_shape, options):
 
 @pytest.mark.parametrize("mode", ["max", "avg"])
 @pytest.mark.parametrize("hw", [(13, 13), (1, 1), (5, 9), (2, 3)])
-def test_spp_matches_torch_concatenated_adaptive_pools(rng, dtype, mode, hw):
+@pytest.mark.parametrize("kind", ["normal", "ties"])
+def test_spp_matches_torch_concatenated_adaptive_pools(rng, dtype, mode, hw, kind):
     levels = (1, 2, 4)
-    x = rng.standard_normal((2, 3) + hw).astype(dtype)
+    x = _data(rng, (2, 17) + hw, dtype, kind)  # two tiles of 16 planes, and 2 planes alone
     pool = F.adaptive_max_pool2d if mode == "max" else F.adaptive_avg_pool2d
     tx = _t(x, grad=True)
     ty = torch.cat([pool(tx, l).reshape(2, -1) for l in levels], dim=1)
