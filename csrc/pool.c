@@ -388,7 +388,8 @@ FNN_DEFINE_POOL(double, f64)
 
 #elif !defined(T) /* ---- one instruction set: the dtypes ---- */
 
-/* TI: an integer as wide as T, for lane-wise index selects (pyramid_tile) */
+/* TI: an integer as wide as T, for positions selected lane by lane along with
+ * the values (max_update, max_combine, pyramid_tile) */
 #define T float
 #define TI int32_t
 #define SFX f32
