@@ -108,7 +108,8 @@ typedef struct {
  * level j of plane p = n*C + c goes to y[n*C*S + C*off_j + c*L_j + bin], with
  * L_j = h_j*w_j, off_j = L_0 + ... + L_{j-1}, S = all of them: per image, the
  * flattened levels one after the other. idx as for max pooling (NULL: none;
- * ignored for average). The backward overwrites dx (max: scatter by idx). */
+ * ignored for average). The backward overwrites dx (max: scatter by idx).
+ * Adaptive max pooling is such a pyramid of one level. */
 #define FNN_DECLARE_POOL(T, SFX)                                                               \
     int fnn_max_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y, int64_t *idx); \
     int fnn_max_pool2d_backward_##SFX(const fnn_pool_shape *s, const T *dy, const int64_t *idx,\
@@ -118,8 +119,6 @@ typedef struct {
     int fnn_avg_pool2d_backward_##SFX(const fnn_pool_shape *s, const T *dy, T *dx,            \
                                       int count_include_pad, int64_t divisor_override);        \
     int fnn_adaptive_avg_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y);     \
-    int fnn_adaptive_max_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y,      \
-                                              int64_t *idx);                                   \
     int fnn_adaptive_avg_pool2d_backward_##SFX(const fnn_pool_shape *s, const T *dy, T *dx);   \
     int fnn_pyramid_pool_forward_##SFX(const fnn_pool_shape *s, int64_t levels,               \
                                        const int64_t *out_hw, int is_max, const T *x, T *y,    \

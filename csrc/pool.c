@@ -256,13 +256,6 @@ static int64_t fnn_row_chunks(const fnn_pool_shape *s) {
         FNN_FORWARD_ROWS(T, s, ops->adaptive_avg_rows_##SFX(s, x + p * hw, oh0, oh1,          \
                                                             y + p * L, work))                 \
     }                                                                                         \
-    int fnn_adaptive_max_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y,     \
-                                              int64_t *idx) {                                 \
-        const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
-        FNN_FORWARD_ROWS(T, s, ops->adaptive_max_rows_##SFX(s, x + p * hw, oh0, oh1,          \
-                                                            y + p * L,                        \
-                                                            idx ? idx + p * L : NULL, work))  \
-    }                                                                                         \
     int fnn_max_pool2d_backward_##SFX(const fnn_pool_shape *s, const T *dy,                  \
                                       const int64_t *idx, T *dx) {                            \
         const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
@@ -639,6 +632,16 @@ static inline void FNN_NAME(avg_widths)(const fnn_pool_shape *s, T *restrict wfu
     }
 }
 
+/* The 2x2 window with stride 2 and no padding, every window inside the input
+ * (DenseNet's transitions, most average pooling): its divisor is 4 (or the
+ * override) everywhere, and each output is its four pixels in one loop, with
+ * neither the separable passes' row buffer nor their per-pass overhead. */
+static inline int FNN_NAME(avg_is_2x2)(const fnn_pool_shape *s) {
+    return s->kernel_h == 2 && s->kernel_w == 2 && s->stride_h == 2 && s->stride_w == 2 &&
+           s->pad_h == 0 && s->pad_w == 0 && 2 * s->out_h <= s->in_h &&
+           2 * s->out_w <= s->in_w;
+}
+
 /* Output rows [oh0, oh1) of average pooling; `work` holds in_w + 2*out_w values.
  * Separable: the window's input rows are summed first (tv, long contiguous
  * loops), then each output sums its columns of that and divides by PyTorch's
@@ -646,6 +649,16 @@ static inline void FNN_NAME(avg_widths)(const fnn_pool_shape *s, T *restrict wfu
 static void FNN_NAME(avg_rows)(const fnn_pool_shape *s, const T *x, int64_t oh0, int64_t oh1,
                                T *y, int cip, int64_t divisor, void *work) {
     const int64_t W = s->in_w, OW = s->out_w, sw = s->stride_w;
+    if (FNN_NAME(avg_is_2x2)(s)) {
+        const T d = divisor ? (T)divisor : 4;
+        for (int64_t oh = oh0; oh < oh1; oh++) {
+            const T *restrict r0 = x + 2 * oh * W, *restrict r1 = r0 + W;
+            T *restrict yr = y + oh * OW;
+            for (int64_t ow = 0; ow < OW; ow++) /* row-major, as PyTorch sums */
+                yr[ow] = (((r0[2 * ow] + r0[2 * ow + 1]) + r1[2 * ow]) + r1[2 * ow + 1]) / d;
+        }
+        return;
+    }
     T *restrict tv = work;
     T *restrict wfull = tv + W, *restrict wcount = wfull + OW;
     FNN_NAME(avg_widths)(s, wfull, wcount);
@@ -692,6 +705,18 @@ static void FNN_NAME(avg_rows)(const fnn_pool_shape *s, const T *x, int64_t oh0,
 static void FNN_NAME(avg_backward_plane)(const fnn_pool_shape *s, const T *dy, T *dx, int cip,
                                          int64_t divisor, void *work) {
     const int64_t W = s->in_w, OW = s->out_w, sw = s->stride_w;
+    if (FNN_NAME(avg_is_2x2)(s)) { /* windows do not overlap: each pixel is set once */
+        const T d = divisor ? (T)divisor : 4;
+        for (int64_t oh = 0; oh < s->out_h; oh++) {
+            T *restrict r0 = dx + 2 * oh * W, *restrict r1 = r0 + W;
+            const T *restrict g = dy + oh * OW;
+            for (int64_t ow = 0; ow < OW; ow++) {
+                T v = g[ow] / d;
+                r0[2 * ow] = r0[2 * ow + 1] = r1[2 * ow] = r1[2 * ow + 1] = v;
+            }
+        }
+        return;
+    }
     T *restrict er = work;
     T *restrict share = er + W, *restrict wfull = share + OW, *restrict wcount = wfull + OW;
     FNN_NAME(avg_widths)(s, wfull, wcount);

@@ -44,7 +44,13 @@ MAX_CASES = [
 ]
 
 AVG_CASES = [
+    # 2x2 stride 2 without padding has its own loop in C (odd sizes: a row and a column
+    # that no window covers get no gradient)
     case("2d-k2", (2, 3, 8, 8), kernel_size=2),
+    case("2d-k2-odd", (2, 3, 7, 33), kernel_size=2),
+    case("2d-k2-divisor", (1, 2, 6, 6), kernel_size=2, divisor_override=3),
+    case("2d-k2-ceil-odd-nopad", (1, 2, 7, 9), kernel_size=2, ceil_mode=True,
+         count_include_pad=False),
     case("2d-k3-s2-p1", (2, 3, 11, 10), kernel_size=3, stride=2, padding=1),
     case("2d-k3-s2-p1-nopad", (2, 3, 11, 10), kernel_size=3, stride=2, padding=1,
          count_include_pad=False),

@@ -39,6 +39,8 @@ MAX_CASES = [
 ]
 
 AVG_CASES = [
+    case("2d-k2", (2, 3, 8, 8), kernel_size=2),
+    case("2d-k2-odd", (2, 3, 7, 33), kernel_size=2),
     case("2d-k3-s2-p1", (2, 3, 11, 10), kernel_size=3, stride=2, padding=1),
     case("2d-k3-s2-p1-nopad", (2, 3, 11, 10), kernel_size=3, stride=2, padding=1,
          count_include_pad=False),

@@ -61,10 +61,6 @@ cdef extern from "fastnn.h" nogil:
                                     int count_include_pad, int64_t divisor_override)
     int fnn_adaptive_avg_pool2d_forward_f32(const fnn_pool_shape *s, const float *x, float *y)
     int fnn_adaptive_avg_pool2d_forward_f64(const fnn_pool_shape *s, const double *x, double *y)
-    int fnn_adaptive_max_pool2d_forward_f32(const fnn_pool_shape *s, const float *x, float *y,
-                                            int64_t *idx)
-    int fnn_adaptive_max_pool2d_forward_f64(const fnn_pool_shape *s, const double *x, double *y,
-                                            int64_t *idx)
     int fnn_adaptive_avg_pool2d_backward_f32(const fnn_pool_shape *s, const float *dy,
                                              float *dx)
     int fnn_adaptive_avg_pool2d_backward_f64(const fnn_pool_shape *s, const double *dy,

@@ -187,24 +187,6 @@ def max_pool2d_forward(geometry, const floating[::1] x, floating[::1] y, int64_t
     _check(status)
 
 
-def adaptive_max_pool2d_forward(geometry, const floating[::1] x, floating[::1] y,
-                                int64_t[::1] idx):
-    """y = adaptive max pooling of x; positions to idx unless it is None."""
-    cdef fnn_pool_shape s = _pool_shape(geometry)
-    cdef int status
-    cdef int64_t *pidx = NULL
-    _need_pool(&s, x.shape[0], y.shape[0])
-    if idx is not None:
-        _need(idx.shape[0], y.shape[0], "indices")
-        pidx = &idx[0]
-    with nogil:
-        if floating is float:
-            status = fnn_adaptive_max_pool2d_forward_f32(&s, &x[0], &y[0], pidx)
-        else:
-            status = fnn_adaptive_max_pool2d_forward_f64(&s, &x[0], &y[0], pidx)
-    _check(status)
-
-
 def max_pool2d_backward(geometry, const floating[::1] dy, const int64_t[::1] idx,
                         floating[::1] dx):
     """dx = dy scattered by idx (plain and adaptive max pooling); dx is overwritten.

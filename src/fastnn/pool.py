@@ -232,6 +232,7 @@ def _adaptive_max(x, output_size, return_indices, dims: int) -> MaybeIndices:
     x, geo = prepare_adaptive(x, output_size, dims)
     # a pyramid of one level: small planes go through its tiles of 16 planes
     out_hw = np.array([geo.out_h, geo.out_w], dtype=np.int64)
+
     def pyramid(g, xf, yf, idx):
         _kernels.pyramid_pool_forward(g, out_hw, True, xf, yf, idx)
     return _max_forward(pyramid, x, geo, dims, bool(return_indices))
