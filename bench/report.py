@@ -1,8 +1,8 @@
-"""Speed report of fastnn's convolutions: one table per thread count.
+"""Speed report of fastnn's convolutions (or, with --pool, pooling): one table per thread count.
 
 Usage::
 
-    python bench/report.py [--threads 1 2] [--cases name,...] [--quick]
+    python bench/report.py [--threads 1 2] [--cases name,...] [--quick] [--pool]
                            [--rounds N] [--stat median|best]
 
 For every case of `fastnn._cases.BENCH_CASES` (or `QUICK_CASES` with
@@ -12,6 +12,12 @@ GFLOP/s, the GFLOP/s of a plain GEMM of the same sizes (the yardstick: what the
 convolution would reach if building its columns cost nothing) and fastnn's
 share of it. A last table gives fastnn's speedup from the fewest to the most
 threads.
+
+With ``--pool`` the cases are `fastnn._cases.POOL_CASES` and the yardstick is
+memory bandwidth instead: GB/s counts the least traffic of a pass (input and
+output; for forward+backward also grad_output and grad_input), next to the
+rate of ``np.copyto`` of the input's size (read + write) measured in the same
+run. PyTorch's spatial pyramid pooling is its adaptive pools concatenated.
 
 All contenders of a case (every implementation, pass and thread count, and the
 yardstick) are timed interleaved, round by round, in this one process, so the
@@ -31,9 +37,11 @@ import time  # noqa: E402
 from functools import partial  # noqa: E402
 from typing import Dict, List, Optional, Sequence  # noqa: E402
 
+import numpy as np  # noqa: E402
+
 import fastnn  # noqa: E402
 from fastnn import _bench  # noqa: E402
-from fastnn._cases import BENCH_CASES, QUICK_CASES, ConvCase  # noqa: E402
+from fastnn._cases import BENCH_CASES, POOL_CASES, QUICK_CASES, ConvCase, PoolCase  # noqa: E402
 
 PASS_NAMES = {"fwd": "fwd", "fwdbwd": "fwd+bwd"}
 # Forward+backward does three GEMMs of the forward's size (output, input and
@@ -56,6 +64,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="samples of each contender (default 7, 3 with --quick)")
     parser.add_argument("--stat", choices=("median", "best"), default="median",
                         help="statistic of the clean samples (default: median)")
+    parser.add_argument("--pool", action="store_true",
+                        help="the pooling cases (POOL_CASES), against a copy of the same size")
     parser.add_argument("--verbose", action="store_true",
                         help="one line per sample on stderr (to see why samples were dropped)")
     args = parser.parse_args(argv)
@@ -64,16 +74,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def select_cases(names: Optional[str], quick: bool) -> List[ConvCase]:
+def select_cases(names: Optional[str], quick: bool, pool: bool = False) -> list:
     """The cases to run: the named ones (in the table's order), else all or the quick ones."""
+    table = POOL_CASES if pool else BENCH_CASES
     if not names:
-        return list(QUICK_CASES if quick else BENCH_CASES)
+        return list(table if pool else QUICK_CASES if quick else BENCH_CASES)
     wanted = [n.strip() for n in names.split(",") if n.strip()]
-    known = {c.name: c for c in BENCH_CASES}
+    known = {c.name: c for c in table}
     unknown = [n for n in wanted if n not in known]
     if unknown:
         sys.exit(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    return [c for c in BENCH_CASES if c.name in wanted]
+    return [c for c in table if c.name in wanted]
 
 
 def contenders_of(case: ConvCase, threads: Sequence[int], with_torch: bool,
@@ -163,9 +174,72 @@ def dropped_note(results: Dict[str, Dict[str, _bench.Timing]], n: int) -> str:
     return f"{dropped} of {total} samples dropped"
 
 
+def pool_contenders_of(case: PoolCase, threads: Sequence[int], with_torch: bool,
+                       reference_time: float) -> List[_bench.Contender]:
+    """Every (implementation, pass, thread count) of a pooling case, plus the copy."""
+    arrays = (case.array(), _bench.pool_grad_output(case))
+    impls = ["fastnn", "reference"] + (["torch"] if with_torch else [])
+    out = []
+    for n in threads:
+        before = partial(_bench.set_threads, n)
+        for mode in _bench.MODES:
+            for impl in impls:
+                call = _bench.pool_call(case, impl, mode, arrays)
+                if impl == "reference":
+                    out.append(_bench.Contender(f"{impl}/{mode}@{n}", call, before, warmup=False,
+                                                max_time=reference_time,
+                                                settle=_bench.reference_settle()))
+                else:
+                    out.append(_bench.Contender(f"{impl}/{mode}@{n}", call, before))
+        out.append(_bench.Contender(f"copy@{n}", _bench.copy_yardstick(case), before))
+    return out
+
+
+def pool_thread_table(cases: Sequence[PoolCase], results: Dict[str, Dict[str, _bench.Timing]],
+                      n: int, stat: str, with_torch: bool) -> str:
+    header = ["case", "pass", "fastnn ms", "vs ref", "vs torch", "torch GB/s", "GB/s",
+              "copy GB/s", "% of copy"]
+    if not with_torch:
+        header = [h for h in header if "torch" not in h]
+    rows = []
+    for case in cases:
+        r = results[case.name]
+        copy = r[f"copy@{n}"]
+        copy_bytes = 2 * int(np.prod(case.x_shape)) * np.dtype(case.dtype).itemsize
+        copy_rate = copy_bytes / copy.value(stat) / 1e9
+        for mode in _bench.MODES:
+            mine = r[f"fastnn/{mode}@{n}"]
+            ref = r.get(f"reference/{mode}@{n}")
+            rate = case.bytes(mode) / mine.value(stat) / 1e9
+            row = [case.name if mode == "fwd" else "", PASS_NAMES[mode],
+                   _bench.fmt_ms(mine.value(stat)) + flag(mine),
+                   _bench.fmt_ratio(ratio(ref, mine, stat)) + flag(ref)]
+            if with_torch:
+                torch_t = r[f"torch/{mode}@{n}"]
+                row += [_bench.fmt_ratio(ratio(torch_t, mine, stat)) + flag(torch_t),
+                        f"{case.bytes(mode) / torch_t.value(stat) / 1e9:.2f}"]
+            row += [f"{rate:.1f}", f"{copy_rate:.1f}" + flag(copy),
+                    f"{100 * rate / copy_rate:.0f}%"]
+            rows.append(row)
+    return _bench.format_table(header, rows)
+
+
+def pool_scaling_table(cases: Sequence[PoolCase], results: Dict[str, Dict[str, _bench.Timing]],
+                       lo: int, hi: int, stat: str) -> str:
+    header = ["case", "fwd", "fwd+bwd", "copy"]
+    rows = []
+    for case in cases:
+        r = results[case.name]
+        row = [case.name]
+        for name in ("fastnn/fwd", "fastnn/fwdbwd", "copy"):
+            row.append(_bench.fmt_ratio(ratio(r[f"{name}@{lo}"], r[f"{name}@{hi}"], stat)))
+        rows.append(row)
+    return _bench.format_table(header, rows)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    cases = select_cases(args.cases, args.quick)
+    cases = select_cases(args.cases, args.quick, args.pool)
     threads = sorted(set(args.threads))
     rounds = args.rounds or (3 if args.quick else 7)
     with_torch = _bench.torch_available()
@@ -189,7 +263,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     start = time.perf_counter()
     for case in cases:
         progress.step(f"measuring {case.name} (threads {' '.join(map(str, threads))}) ...")
-        contenders = contenders_of(case, threads, with_torch, reference_time)
+        if args.pool:
+            contenders = pool_contenders_of(case, threads, with_torch, reference_time)
+        else:
+            contenders = contenders_of(case, threads, with_torch, reference_time)
         results[case.name] = _bench.measure(contenders, rounds=rounds, probe=probe, log=log)
         del contenders  # free this case's arrays before the next case
     progress.done()
@@ -201,6 +278,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"or our threads waited for a CPU during it; {time.perf_counter() - start:.0f} s")
     print("vs ref / vs torch: their time over fastnn's (>1: fastnn is faster); the reference "
           "gets 1-2 samples on big cases (informational).")
+    if args.pool:
+        print("GB/s: the least traffic of the pass (input + output; fwd+bwd adds grad_output "
+              "and grad_input) over its time; copy: np.copyto of the input's size (read + "
+              "write, one thread); '?': no clean sample, value from dirty ones.")
+        for n in threads:
+            print(f"\nfastnn with {n} thread{'s' if n > 1 else ''} ({dropped_note(results, n)})")
+            print(pool_thread_table(cases, results, n, args.stat, with_torch))
+        if len(threads) > 1:
+            lo, hi = threads[0], threads[-1]
+            print(f"\nspeedup of fastnn from {lo} to {hi} threads (copy: np.copyto's)")
+            print(pool_scaling_table(cases, results, lo, hi, args.stat))
+        return 0
     print("GFLOP/s: forward = case.flops(), forward+backward = 3x; sgemm: gemm_batch of the "
           "forward's M, N, K (no im2col; batch 1: the faster of it and its transpose); "
           "'?': no clean sample, value from dirty ones.")

@@ -89,6 +89,44 @@ int fnn_col2im_f64(const fnn_conv_shape *s, const double *cols, double *x);
 FNN_DECLARE_CONV(float, f32)
 FNN_DECLARE_CONV(double, f64)
 
+/* Geometry of one 2-d pooling (1-d pooling is in_h = kernel_h = out_h = 1).
+ * pad_h/pad_w are the top/left padding; out_h/out_w (ceil_mode included) imply
+ * the rest. Adaptive pooling uses only the sizes. */
+typedef struct {
+    int64_t batch, channels, in_h, in_w, out_h, out_w;
+    int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
+} fnn_pool_shape;
+
+/* pool.c. idx (int64 flat positions in each input plane) may be NULL in the max
+ * forwards. Backward passes overwrite dx (each plane is zeroed, then added to); the max
+ * backward (plain and adaptive) returns FNN_EINVAL when an index lies outside
+ * its plane (those are skipped). divisor_override 0 means none.
+ * Spatial pyramid pooling: adaptive pooling of every plane to `levels` grids
+ * at once (out_hw = {h_0, w_0, h_1, w_1, ...}; one level is adaptive pooling);
+ * level j of plane p = n*C + c goes to y[n*C*S + C*off_j + c*L_j + bin], with
+ * L_j = h_j*w_j, off_j = L_0 + ... + L_{j-1}, S = all of them: per image, the
+ * flattened levels one after the other. idx as for max pooling (NULL: none;
+ * ignored for average). The backward overwrites dx (max: scatter by idx).
+ * Adaptive max pooling is such a pyramid of one level. */
+#define FNN_DECLARE_POOL(T, SFX)                                                               \
+    int fnn_max_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y, int64_t *idx); \
+    int fnn_max_pool2d_backward_##SFX(const fnn_pool_shape *s, const T *dy, const int64_t *idx,\
+                                      T *dx);                                                  \
+    int fnn_avg_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y,               \
+                                     int count_include_pad, int64_t divisor_override);         \
+    int fnn_avg_pool2d_backward_##SFX(const fnn_pool_shape *s, const T *dy, T *dx,            \
+                                      int count_include_pad, int64_t divisor_override);        \
+    int fnn_adaptive_avg_pool2d_forward_##SFX(const fnn_pool_shape *s, const T *x, T *y);     \
+    int fnn_adaptive_avg_pool2d_backward_##SFX(const fnn_pool_shape *s, const T *dy, T *dx);   \
+    int fnn_pyramid_pool_forward_##SFX(const fnn_pool_shape *s, int64_t levels,               \
+                                       const int64_t *out_hw, int is_max, const T *x, T *y,    \
+                                       int64_t *idx);                                          \
+    int fnn_pyramid_pool_backward_##SFX(const fnn_pool_shape *s, int64_t levels,              \
+                                        const int64_t *out_hw, int is_max, const T *dy,        \
+                                        const int64_t *idx, T *dx);
+FNN_DECLARE_POOL(float, f32)
+FNN_DECLARE_POOL(double, f64)
+
 /* gemm.c: c[i] (m, n) = a (m, k) @ b[i] (k, n) for i < batch, in parallel. */
 int fnn_gemm_batch_f32(int64_t batch, int64_t m, int64_t n, int64_t k, const float *a,
                        const float *b, float *c);

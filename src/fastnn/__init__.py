@@ -33,8 +33,16 @@ _load_kernels()
 
 from fastnn._config import get_num_threads, set_num_threads, show_config
 from fastnn.conv import col2im, conv1d, conv1d_backward, conv2d, conv2d_backward, im2col
+from fastnn.pool import (adaptive_avg_pool1d, adaptive_avg_pool1d_backward, adaptive_avg_pool2d,
+                         adaptive_avg_pool2d_backward, adaptive_max_pool1d,
+                         adaptive_max_pool1d_backward, adaptive_max_pool2d,
+                         adaptive_max_pool2d_backward, avg_pool1d, avg_pool1d_backward,
+                         avg_pool2d, avg_pool2d_backward, global_avg_pool2d, global_max_pool2d,
+                         max_pool1d, max_pool1d_backward, max_pool2d, max_pool2d_backward,
+                         spatial_pyramid_pool, spatial_pyramid_pool_backward)
+from fastnn.pool import __all__ as _pool_all
 
 __all__ = [
     "im2col", "col2im", "conv1d", "conv2d", "conv1d_backward", "conv2d_backward",
     "set_num_threads", "get_num_threads", "show_config",
-]
+] + _pool_all

@@ -43,13 +43,14 @@ import numpy as np
 
 import fastnn
 from fastnn import _kernels
-from fastnn._cases import TOLERANCES, ConvCase
+from fastnn._cases import TOLERANCES, ConvCase, PoolCase
 from fastnn._validate import ConvGeometry, conv_geometry
 
 __all__ = [
     "PAUSE_S", "CLEAN_FRACTION", "STALL_LIMIT", "MODES", "Contender", "Timing", "Reading", "Probe",
     "measure", "usable_cores", "set_threads", "torch_available", "geometry", "grad_output",
     "conv_call", "reference_settle", "gemm_yardstick", "check_case", "format_table", "Progress",
+    "pool_grad_output", "pool_call", "copy_yardstick",
 ]
 
 # Pause before every sample and probe: outlasts libgomp's default spin (~5-10 ms).
@@ -612,6 +613,112 @@ def check_case(case: ConvCase) -> Dict[str, float]:
         else:
             errors[name] = _max_error(a, e)
     return errors
+
+
+# --------------------------------------------------------------------------- pooling cases
+
+
+def pool_grad_output(case: PoolCase, seed: int = 1) -> np.ndarray:
+    """A random upstream gradient of the pooling case's output shape, in its dtype."""
+    return np.random.default_rng(seed).standard_normal(case.output_shape()).astype(case.dtype)
+
+
+def _numpy_pool_call(module, case: PoolCase, mode: str, x, g) -> Callable[[], object]:
+    """fastnn or its reference: the forward, or the forward then the input gradient
+    (max pooling keeps its indices for the backward, as a training step does)."""
+    o = dict(case.options)
+    forward = getattr(module, case.op)
+    if mode == "fwd":
+        return lambda: forward(x, **o)
+    if case.op == "max_pool2d":
+        def fwdbwd():
+            y, idx = forward(x, return_indices=True, **o)
+            return y, module.max_pool2d_backward(g, idx, x.shape)
+    elif case.op == "avg_pool2d":
+        def fwdbwd():
+            return forward(x, **o), module.avg_pool2d_backward(g, x.shape, **o)
+    elif case.op == "adaptive_avg_pool2d":
+        def fwdbwd():
+            return forward(x, **o), module.adaptive_avg_pool2d_backward(g, x.shape)
+    else:
+        def fwdbwd():
+            return forward(x, **o), module.spatial_pyramid_pool_backward(g, x, **o)
+    return fwdbwd
+
+
+def _torch_pool_forward(case: PoolCase):
+    """The case's forward in torch; SPP is its concatenated adaptive pools."""
+    import torch
+    import torch.nn.functional as F
+
+    o = dict(case.options)
+    if case.op != "spatial_pyramid_pool":
+        op = getattr(F, case.op)
+        return lambda t: op(t, **o)
+    pool = F.adaptive_max_pool2d if o.get("mode", "max") == "max" else F.adaptive_avg_pool2d
+    levels = o.get("levels", (1, 2, 4))
+    return lambda t: torch.cat([pool(t, l).reshape(t.shape[0], -1) for l in levels], dim=1)
+
+
+def _torch_pool_call(case: PoolCase, mode: str, x, g) -> Callable[[], object]:
+    import torch
+
+    forward = _torch_pool_forward(case)
+    xt, gt = torch.from_numpy(x), torch.from_numpy(g)
+    if mode == "fwd":
+        def run():
+            with torch.no_grad():
+                return forward(xt)
+        return run
+    leaf = xt.detach().requires_grad_(True)
+
+    def fwdbwd():
+        leaf.grad = None  # a fresh gradient each call, as fastnn allocates its results
+        y = forward(leaf)
+        y.backward(gt)
+        return y.detach(), leaf.grad
+    return fwdbwd
+
+
+def pool_call(case: PoolCase, impl: str, mode: str,
+              arrays: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> Callable[[], object]:
+    """One call of a pooling case on an implementation, ready to time.
+
+    Parameters
+    ----------
+    case : PoolCase
+    impl : {'fastnn', 'reference', 'torch'}
+    mode : {'fwd', 'fwdbwd'}
+    arrays : (x, grad_output), optional
+        Default `case.array()` and `pool_grad_output(case)`.
+
+    Returns
+    -------
+    callable
+        Returns the output (fwd) or (output, grad_input), as NumPy arrays or tensors.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    x, g = arrays if arrays is not None else (case.array(), pool_grad_output(case))
+    if impl == "fastnn":
+        return _numpy_pool_call(fastnn, case, mode, x, g)
+    if impl == "reference":
+        from fastnn import reference
+
+        return _numpy_pool_call(reference, case, mode, x, g)
+    if impl == "torch":
+        return _torch_pool_call(case, mode, x, g)
+    raise ValueError(f"impl must be 'fastnn', 'reference' or 'torch', got {impl!r}")
+
+
+def copy_yardstick(case: PoolCase) -> Callable[[], object]:
+    """``np.copyto`` of an array of the case's input size: the memory bandwidth a pass
+    over the input could reach (it moves 2 * input bytes: read and write). NumPy copies on
+    one thread whatever the thread count."""
+    src = case.array()
+    dst = np.empty_like(src)
+    dst[...] = 1  # touch the pages now, not in the first sample
+    return lambda: np.copyto(dst, src)
 
 
 # --------------------------------------------------------------------------- output

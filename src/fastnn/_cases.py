@@ -85,3 +85,56 @@ BENCH_CASES = _resnet18(1) + _resnet18(16) + [
 # A few of them for the quick table of ``python -m fastnn``.
 QUICK_CASES = [c for c in BENCH_CASES if c.name in (
     "stem7x7s2_b16", "3x3_64x56_b16", "1x1s2_64to128_b16", "1to32_3x3_28", "f64_3x3_64x56_b4")]
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+class PoolCase(NamedTuple):
+    """One pooling benchmark: a function of fastnn (and of fastnn.reference) by name,
+    its input shape and keyword options."""
+    name: str
+    op: str  # 'max_pool2d', 'avg_pool2d', 'adaptive_avg_pool2d' or 'spatial_pyramid_pool'
+    x_shape: Tuple[int, ...]
+    options: Dict[str, object]
+    dtype: type = np.float32
+
+    def array(self, seed: int = 0) -> np.ndarray:
+        """A random input for this case, in its dtype."""
+        return np.random.default_rng(seed).standard_normal(self.x_shape).astype(self.dtype)
+
+    def output_shape(self) -> Tuple[int, ...]:
+        """The forward's output shape (from the shapes alone)."""
+        from fastnn import _validate as v
+
+        n, c = self.x_shape[:2]
+        o = self.options
+        if self.op == "spatial_pyramid_pool":
+            return (n, c * sum(l * l for l in o.get("levels", (1, 2, 4))))
+        if self.op.startswith("adaptive"):
+            out = v.adaptive_output_size(o["output_size"], self.x_shape[2:], 2)
+            return (n, c) + out
+        geo = v.pool_geometry(self.x_shape, o["kernel_size"], o.get("stride"),
+                              o.get("padding", 0), o.get("dilation", 1),
+                              o.get("ceil_mode", False), 2)
+        return geo.output_shape_nd(2)
+
+    def bytes(self, mode: str = "fwd") -> int:
+        """The least memory traffic of a pass: input and output, and for forward+backward
+        also grad_output and grad_input (max pooling's indices are not counted)."""
+        size = np.dtype(self.dtype).itemsize
+        x, y = int(np.prod(self.x_shape)), int(np.prod(self.output_shape()))
+        return size * (x + y) * (2 if mode == "fwdbwd" else 1)
+
+
+# The benchmark table of the pooling issue.
+POOL_CASES = [
+    PoolCase("max3x3s2p1_64x112_b16", "max_pool2d", (16, 64, 112, 112),
+             {"kernel_size": 3, "stride": 2, "padding": 1}),
+    PoolCase("avg2x2s2_64x56_b16", "avg_pool2d", (16, 64, 56, 56),
+             {"kernel_size": 2, "stride": 2}),
+    PoolCase("adaptive_avg1_512x7_b32", "adaptive_avg_pool2d", (32, 512, 7, 7),
+             {"output_size": 1}),
+    PoolCase("spp124_max_256x13_b8", "spatial_pyramid_pool", (8, 256, 13, 13),
+             {"levels": (1, 2, 4), "mode": "max"}),
+]

@@ -38,3 +38,42 @@ cdef extern from "fastnn.h" nogil:
                            const float *b, float *c)
     int fnn_gemm_batch_f64(int64_t batch, int64_t m, int64_t n, int64_t k, const double *a,
                            const double *b, double *c)
+
+    ctypedef struct fnn_pool_shape:
+        int64_t batch, channels, in_h, in_w, out_h, out_w
+        int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w
+
+    int fnn_max_pool2d_forward_f32(const fnn_pool_shape *s, const float *x, float *y,
+                                   int64_t *idx)
+    int fnn_max_pool2d_forward_f64(const fnn_pool_shape *s, const double *x, double *y,
+                                   int64_t *idx)
+    int fnn_max_pool2d_backward_f32(const fnn_pool_shape *s, const float *dy,
+                                    const int64_t *idx, float *dx)
+    int fnn_max_pool2d_backward_f64(const fnn_pool_shape *s, const double *dy,
+                                    const int64_t *idx, double *dx)
+    int fnn_avg_pool2d_forward_f32(const fnn_pool_shape *s, const float *x, float *y,
+                                   int count_include_pad, int64_t divisor_override)
+    int fnn_avg_pool2d_forward_f64(const fnn_pool_shape *s, const double *x, double *y,
+                                   int count_include_pad, int64_t divisor_override)
+    int fnn_avg_pool2d_backward_f32(const fnn_pool_shape *s, const float *dy, float *dx,
+                                    int count_include_pad, int64_t divisor_override)
+    int fnn_avg_pool2d_backward_f64(const fnn_pool_shape *s, const double *dy, double *dx,
+                                    int count_include_pad, int64_t divisor_override)
+    int fnn_adaptive_avg_pool2d_forward_f32(const fnn_pool_shape *s, const float *x, float *y)
+    int fnn_adaptive_avg_pool2d_forward_f64(const fnn_pool_shape *s, const double *x, double *y)
+    int fnn_adaptive_avg_pool2d_backward_f32(const fnn_pool_shape *s, const float *dy,
+                                             float *dx)
+    int fnn_adaptive_avg_pool2d_backward_f64(const fnn_pool_shape *s, const double *dy,
+                                             double *dx)
+    int fnn_pyramid_pool_forward_f32(const fnn_pool_shape *s, int64_t levels,
+                                     const int64_t *out_hw, int is_max, const float *x,
+                                     float *y, int64_t *idx)
+    int fnn_pyramid_pool_forward_f64(const fnn_pool_shape *s, int64_t levels,
+                                     const int64_t *out_hw, int is_max, const double *x,
+                                     double *y, int64_t *idx)
+    int fnn_pyramid_pool_backward_f32(const fnn_pool_shape *s, int64_t levels,
+                                      const int64_t *out_hw, int is_max, const float *dy,
+                                      const int64_t *idx, float *dx)
+    int fnn_pyramid_pool_backward_f64(const fnn_pool_shape *s, int64_t levels,
+                                      const int64_t *out_hw, int is_max, const double *dy,
+                                      const int64_t *idx, double *dx)

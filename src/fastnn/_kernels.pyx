@@ -149,3 +149,180 @@ def gemm_batch(const floating[:, ::1] a, const floating[:, :, ::1] b, floating[:
             status = fnn_gemm_batch_f64(b.shape[0], a.shape[0], b.shape[2], a.shape[1],
                                         &a[0, 0], &b[0, 0, 0], &c[0, 0, 0])
     _check(status)
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+cdef fnn_pool_shape _pool_shape(object g) except *:
+    """A PoolGeometry tuple (see fastnn._validate) as the C struct."""
+    cdef fnn_pool_shape s
+    (s.batch, s.channels, s.in_h, s.in_w, s.out_h, s.out_w, s.kernel_h, s.kernel_w,
+     s.stride_h, s.stride_w, s.pad_h, s.pad_w, s.dilation_h, s.dilation_w) = g
+    return s
+
+
+cdef void _need_pool(fnn_pool_shape *s, Py_ssize_t nx, Py_ssize_t ny) except *:
+    _need(nx, s.batch * s.channels * s.in_h * s.in_w, "input")
+    _need(ny, s.batch * s.channels * s.out_h * s.out_w, "output")
+
+
+def max_pool2d_forward(geometry, const floating[::1] x, floating[::1] y, int64_t[::1] idx):
+    """y = max pooling of x; the flat per-plane positions go to idx unless it is None."""
+    cdef fnn_pool_shape s = _pool_shape(geometry)
+    cdef int status
+    cdef int64_t *pidx = NULL
+    _need_pool(&s, x.shape[0], y.shape[0])
+    if idx is not None:
+        _need(idx.shape[0], y.shape[0], "indices")
+        pidx = &idx[0]
+    with nogil:
+        if floating is float:
+            status = fnn_max_pool2d_forward_f32(&s, &x[0], &y[0], pidx)
+        else:
+            status = fnn_max_pool2d_forward_f64(&s, &x[0], &y[0], pidx)
+    _check(status)
+
+
+def max_pool2d_backward(geometry, const floating[::1] dy, const int64_t[::1] idx,
+                        floating[::1] dx):
+    """dx = dy scattered by idx (plain and adaptive max pooling); dx is overwritten.
+
+    Returns False when an index lies outside its plane (those are skipped): the
+    index values are data the shape checks cannot see, so the kernel checks
+    them during the scatter, where it costs nothing, and the caller raises.
+    """
+    cdef fnn_pool_shape s = _pool_shape(geometry)
+    cdef int status
+    _need_pool(&s, dx.shape[0], dy.shape[0])
+    _need(idx.shape[0], dy.shape[0], "indices")
+    with nogil:
+        if floating is float:
+            status = fnn_max_pool2d_backward_f32(&s, &dy[0], &idx[0], &dx[0])
+        else:
+            status = fnn_max_pool2d_backward_f64(&s, &dy[0], &idx[0], &dx[0])
+    if status == FNN_EINVAL:
+        return False
+    _check(status)
+    return True
+
+
+def avg_pool2d_forward(geometry, const floating[::1] x, floating[::1] y,
+                       bint count_include_pad, int64_t divisor_override):
+    """y = average pooling of x; divisor_override 0 means none."""
+    cdef fnn_pool_shape s = _pool_shape(geometry)
+    cdef int status
+    _need_pool(&s, x.shape[0], y.shape[0])
+    with nogil:
+        if floating is float:
+            status = fnn_avg_pool2d_forward_f32(&s, &x[0], &y[0], count_include_pad,
+                                                divisor_override)
+        else:
+            status = fnn_avg_pool2d_forward_f64(&s, &x[0], &y[0], count_include_pad,
+                                                divisor_override)
+    _check(status)
+
+
+def avg_pool2d_backward(geometry, const floating[::1] dy, floating[::1] dx,
+                        bint count_include_pad, int64_t divisor_override):
+    """dx = gradient of average pooling (dx is overwritten)."""
+    cdef fnn_pool_shape s = _pool_shape(geometry)
+    cdef int status
+    _need_pool(&s, dx.shape[0], dy.shape[0])
+    with nogil:
+        if floating is float:
+            status = fnn_avg_pool2d_backward_f32(&s, &dy[0], &dx[0], count_include_pad,
+                                                 divisor_override)
+        else:
+            status = fnn_avg_pool2d_backward_f64(&s, &dy[0], &dx[0], count_include_pad,
+                                                 divisor_override)
+    _check(status)
+
+
+def adaptive_avg_pool2d_forward(geometry, const floating[::1] x, floating[::1] y):
+    cdef fnn_pool_shape s = _pool_shape(geometry)
+    cdef int status
+    _need_pool(&s, x.shape[0], y.shape[0])
+    with nogil:
+        if floating is float:
+            status = fnn_adaptive_avg_pool2d_forward_f32(&s, &x[0], &y[0])
+        else:
+            status = fnn_adaptive_avg_pool2d_forward_f64(&s, &x[0], &y[0])
+    _check(status)
+
+
+def adaptive_avg_pool2d_backward(geometry, const floating[::1] dy, floating[::1] dx):
+    """dx = gradient of adaptive average pooling (dx is overwritten)."""
+    cdef fnn_pool_shape s = _pool_shape(geometry)
+    cdef int status
+    _need_pool(&s, dx.shape[0], dy.shape[0])
+    with nogil:
+        if floating is float:
+            status = fnn_adaptive_avg_pool2d_backward_f32(&s, &dy[0], &dx[0])
+        else:
+            status = fnn_adaptive_avg_pool2d_backward_f64(&s, &dy[0], &dx[0])
+    _check(status)
+
+
+cdef int64_t _pyramid_size(const int64_t[::1] out_hw) except -1:
+    """S = sum of h*w over the levels of out_hw = (h0, w0, h1, w1, ...)."""
+    cdef int64_t total = 0
+    cdef Py_ssize_t j
+    if out_hw.shape[0] == 0 or out_hw.shape[0] % 2:
+        raise ValueError("out_hw: one (height, width) pair per level")
+    for j in range(0, out_hw.shape[0], 2):
+        total += out_hw[j] * out_hw[j + 1]
+    return total
+
+
+def pyramid_pool_forward(geometry, const int64_t[::1] out_hw, bint is_max,
+                         const floating[::1] x, floating[::1] y, int64_t[::1] idx):
+    """Adaptive pooling to every (h, w) of out_hw at once, outputs per image level after
+    level (spatial pyramid pooling; one level is adaptive pooling). idx may be None."""
+    cdef fnn_pool_shape s = _pool_shape(geometry)
+    cdef int status
+    cdef int64_t *pidx = NULL
+    cdef int64_t S = _pyramid_size(out_hw), levels = out_hw.shape[0] // 2
+    _need(x.shape[0], s.batch * s.channels * s.in_h * s.in_w, "input")
+    _need(y.shape[0], s.batch * s.channels * S, "output")
+    if idx is not None:
+        _need(idx.shape[0], y.shape[0], "indices")
+        pidx = &idx[0]
+    with nogil:
+        if floating is float:
+            status = fnn_pyramid_pool_forward_f32(&s, levels, &out_hw[0], is_max, &x[0], &y[0],
+                                                  pidx)
+        else:
+            status = fnn_pyramid_pool_forward_f64(&s, levels, &out_hw[0], is_max, &x[0], &y[0],
+                                                  pidx)
+    _check(status)
+
+
+def pyramid_pool_backward(geometry, const int64_t[::1] out_hw, bint is_max,
+                          const floating[::1] dy, const int64_t[::1] idx, floating[::1] dx):
+    """dx = the gradient of pyramid_pool_forward (max: by idx); dx is overwritten.
+
+    Returns False when an index lies outside its plane (see max_pool2d_backward).
+    """
+    cdef fnn_pool_shape s = _pool_shape(geometry)
+    cdef int status
+    cdef const int64_t *pidx = NULL
+    cdef int64_t S = _pyramid_size(out_hw), levels = out_hw.shape[0] // 2
+    _need(dx.shape[0], s.batch * s.channels * s.in_h * s.in_w, "grad_input")
+    _need(dy.shape[0], s.batch * s.channels * S, "grad_output")
+    if is_max:
+        if idx is None:
+            raise ValueError("indices: needed by max pooling's backward")
+        _need(idx.shape[0], dy.shape[0], "indices")
+        pidx = &idx[0]
+    with nogil:
+        if floating is float:
+            status = fnn_pyramid_pool_backward_f32(&s, levels, &out_hw[0], is_max, &dy[0], pidx,
+                                                   &dx[0])
+        else:
+            status = fnn_pyramid_pool_backward_f64(&s, levels, &out_hw[0], is_max, &dy[0], pidx,
+                                                   &dx[0])
+    if status == FNN_EINVAL:
+        return False
+    _check(status)
+    return True

@@ -275,3 +275,230 @@ def prepare_col2im(cols, output_size: IntOrTuple, kernel_size: IntOrTuple,
         raise ValueError(f"cols has L = {length} blocks (shape {cols.shape}), but output_size "
                          f"{(h, w)} gives {geo.out_h}x{geo.out_w} = {geo.out_h * geo.out_w}")
     return cols, geo
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+def _layout(dims: int) -> str:
+    return "(N, C, L)" if dims == 1 else "(N, C, H, W)"
+
+
+def as_bool(value, name: str) -> bool:
+    """A bool (or NumPy bool); PyTorch refuses ints here too."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+class PoolGeometry(NamedTuple):
+    """Sizes of one pooling, in the field order of the C `fnn_pool_shape`.
+
+    1-d pooling has in_h = out_h = kernel_h = 1. pad_h/pad_w are the top/left
+    padding; out_h/out_w (ceil_mode included) imply the rest. Adaptive pooling
+    and the max backward use only the sizes (kernel, stride, dilation 1, pad 0).
+    """
+    batch: int
+    channels: int
+    in_h: int
+    in_w: int
+    out_h: int
+    out_w: int
+    kernel_h: int = 1
+    kernel_w: int = 1
+    stride_h: int = 1
+    stride_w: int = 1
+    pad_h: int = 0
+    pad_w: int = 0
+    dilation_h: int = 1
+    dilation_w: int = 1
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        return (self.batch, self.channels, self.in_h, self.in_w)
+
+    def input_shape_nd(self, dims: int) -> Tuple[int, ...]:
+        return self.input_shape if dims == 2 else (self.batch, self.channels, self.in_w)
+
+    def output_shape_nd(self, dims: int) -> Tuple[int, ...]:
+        """The output shape of a `dims`-d pooling: (N, C, L) or (N, C, H, W)."""
+        if dims == 2:
+            return (self.batch, self.channels, self.out_h, self.out_w)
+        return (self.batch, self.channels, self.out_w)
+
+
+def _sizes_geometry(shape: Tuple[int, ...], out: Tuple[int, ...], dims: int) -> PoolGeometry:
+    """A geometry of sizes only: (N, C, *in) pooled to `out`."""
+    n, c = shape[:2]
+    if dims == 1:
+        return PoolGeometry(n, c, 1, shape[2], 1, out[0])
+    return PoolGeometry(n, c, shape[2], shape[3], out[0], out[1])
+
+
+def check_pool_input(shape: Tuple[int, ...], dims: int, name: str = "input") -> None:
+    """Rank (batched only, as fastnn's convolutions), no empty dimension, and planes of
+    fewer than 2^31 pixels (the kernels keep positions within a plane in 32 bits, as the
+    convolutions' BLAS does)."""
+    if len(shape) != dims + 2:
+        raise ValueError(f"{name} must be {dims + 2}-d {_layout(dims)}, got shape {tuple(shape)}")
+    if min(shape) < 1:
+        raise ValueError(f"{name} has an empty dimension: shape {tuple(shape)}")
+    plane = math.prod(shape[2:])
+    if plane > _BLAS_MAX:
+        raise ValueError(f"input plane ({' * '.join(map(str, shape[2:]))} = {plane} positions, "
+                         f"{name} {tuple(shape)}) exceeds the 32-bit limit {_BLAS_MAX}")
+
+
+def pool_output_size(size: int, k: int, s: int, pad: int, d: int, ceil_mode: bool) -> int:
+    """PyTorch's pooling output size; in ceil_mode the last window must start inside the
+    input or its left padding (a window starting in the right padding is dropped)."""
+    span = size + 2 * pad - d * (k - 1) - 1
+    out = (span + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= size + pad:
+        out -= 1
+    return out
+
+
+def pool_geometry(x_shape: Tuple[int, ...], kernel_size: IntOrTuple,
+                  stride: IntOrTuple | None, padding: IntOrTuple, dilation: IntOrTuple,
+                  ceil_mode: bool, dims: int, name: str = "input") -> PoolGeometry:
+    """Check a max/average pooling's shapes and options; return its geometry."""
+    check_pool_input(tuple(x_shape), dims, name)
+    kernel = as_tuple(kernel_size, dims, "kernel_size", 1)
+    stride = kernel if stride is None else as_tuple(stride, dims, "stride", 1)
+    pad = as_tuple(padding, dims, "padding", 0)
+    dilation = as_tuple(dilation, dims, "dilation", 1)
+    ceil_mode = as_bool(ceil_mode, "ceil_mode")
+    if any(p > k // 2 for p, k in zip(pad, kernel)):
+        raise ValueError(f"padding {pad} must be at most half of kernel_size {kernel} "
+                         f"(padding <= kernel_size // 2, as PyTorch)")
+    size = tuple(x_shape[2:])
+    out = tuple(pool_output_size(*a, ceil_mode) for a in zip(size, kernel, stride, pad, dilation))
+    if min(out) < 1:
+        raise ValueError(
+            f"kernel_size {kernel} with dilation {dilation} is larger than the padded input "
+            f"{tuple(h + 2 * p for h, p in zip(size, pad))} ({name} {tuple(x_shape)}): "
+            f"output size {out}")
+    n, c = x_shape[:2]
+    if dims == 1:
+        return PoolGeometry(n, c, 1, size[0], 1, out[0], 1, kernel[0], 1, stride[0], 0, pad[0],
+                            1, dilation[0])
+    return PoolGeometry(n, c, size[0], size[1], out[0], out[1], kernel[0], kernel[1],
+                        stride[0], stride[1], pad[0], pad[1], dilation[0], dilation[1])
+
+
+def prepare_pool(x, kernel_size, stride, padding, dilation, ceil_mode, dims: int):
+    """Validated (x, geometry) of a max/average pooling call."""
+    (x,), _ = float_arrays(input=x)
+    return x, pool_geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode, dims)
+
+
+def avg_options(count_include_pad, divisor_override) -> Tuple[bool, int]:
+    """(count_include_pad, divisor_override as an int, 0 for None)."""
+    cip = as_bool(count_include_pad, "count_include_pad")
+    return cip, 0 if divisor_override is None else as_int(divisor_override, "divisor_override", 1)
+
+
+def as_input_shape(input_shape, dims: int) -> Tuple[int, ...]:
+    """The `input_shape` argument of a backward: dims + 2 positive ints."""
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != dims + 2:
+        raise ValueError(f"input_shape must be {dims + 2} ints {_layout(dims)}, "
+                         f"got {input_shape!r}")
+    return tuple(as_int(v, "input_shape", 1) for v in input_shape)
+
+
+def _grad_fits(grad_output: np.ndarray, input_shape: Tuple[int, ...], dims: int) -> None:
+    check_ndim(grad_output, dims + 2, "grad_output", _layout(dims))
+    if grad_output.shape[:2] != input_shape[:2] or min(grad_output.shape) < 1:
+        raise ValueError(f"grad_output {grad_output.shape} does not fit input_shape "
+                         f"{input_shape}: N and C must agree and no size may be 0")
+
+
+def prepare_max_backward(grad_output, indices, input_shape, dims: int):
+    """Validated (grad_output, indices, geometry) of a max pooling backward (plain or
+    adaptive): indices int64 of grad_output's shape, flat positions in input planes."""
+    (grad_output,), _ = float_arrays(grad_output=grad_output)
+    input_shape = as_input_shape(input_shape, dims)
+    indices = np.asarray(indices)
+    if indices.dtype != np.int64:
+        raise TypeError(f"indices must be an int64 array (as the forward returns them), got "
+                        f"dtype {indices.dtype} with shape {indices.shape}")
+    _grad_fits(grad_output, input_shape, dims)
+    check_shape(indices, grad_output.shape, "indices")
+    return grad_output, indices, _sizes_geometry(input_shape, grad_output.shape[2:], dims)
+
+
+def indices_out_of_range(geo: PoolGeometry) -> ValueError:
+    """The error for indices that point outside their input plane (checked as data, by the
+    C kernel during its scatter and by the reference before it)."""
+    hw = geo.in_h * geo.in_w
+    return ValueError(f"indices: a value lies outside [0, {hw}), the positions of an input "
+                      f"plane of {(geo.in_h, geo.in_w) if geo.in_h > 1 else (geo.in_w,)}")
+
+
+def prepare_avg_backward(grad_output, input_shape, kernel_size, stride, padding, ceil_mode,
+                         dims: int):
+    """Validated (grad_output, geometry) of an average pooling backward."""
+    (grad_output,), _ = float_arrays(grad_output=grad_output)
+    input_shape = as_input_shape(input_shape, dims)
+    geo = pool_geometry(input_shape, kernel_size, stride, padding, 1, ceil_mode, dims,
+                        "input_shape")
+    check_shape(grad_output, geo.output_shape_nd(dims), "grad_output")
+    return grad_output, geo
+
+
+def adaptive_output_size(output_size, size: Tuple[int, ...], dims: int) -> Tuple[int, ...]:
+    """An int or dims entries, each an int >= 1 or None (the input's size there)."""
+    if isinstance(output_size, (tuple, list)):
+        if len(output_size) != dims:
+            raise ValueError(f"output_size must be an int or {dims} ints, got {output_size!r}")
+        return tuple(s if o is None else as_int(o, "output_size", 1)
+                     for o, s in zip(output_size, size))
+    return (as_int(output_size, "output_size", 1),) * dims
+
+
+def prepare_adaptive(x, output_size, dims: int):
+    """Validated (x, geometry) of an adaptive pooling call."""
+    (x,), _ = float_arrays(input=x)
+    check_pool_input(x.shape, dims)
+    out = adaptive_output_size(output_size, x.shape[2:], dims)
+    return x, _sizes_geometry(x.shape, out, dims)
+
+
+def prepare_adaptive_backward(grad_output, input_shape, dims: int):
+    """Validated (grad_output, geometry) of an adaptive average pooling backward."""
+    (grad_output,), _ = float_arrays(grad_output=grad_output)
+    input_shape = as_input_shape(input_shape, dims)
+    _grad_fits(grad_output, input_shape, dims)
+    return grad_output, _sizes_geometry(input_shape, grad_output.shape[2:], dims)
+
+
+SPP_MODES = ("max", "avg")
+
+
+def spp_options(levels, mode) -> Tuple[Tuple[int, ...], str]:
+    """(levels as a tuple of ints >= 1, mode 'max' or 'avg') of a spatial pyramid pooling."""
+    if not isinstance(levels, (tuple, list, np.ndarray)) or len(levels) == 0:
+        raise ValueError(f"levels must be a non-empty sequence of ints >= 1, got {levels!r}")
+    levels = tuple(as_int(v, "levels", 1) for v in levels)
+    if mode not in SPP_MODES:
+        raise ValueError(f"mode must be 'max' or 'avg', got {mode!r}")
+    return levels, mode
+
+
+def prepare_spp(x, levels, mode):
+    """Validated (x, levels, mode) of a spatial pyramid pooling on (N, C, H, W)."""
+    (x,), _ = float_arrays(input=x)
+    check_pool_input(x.shape, 2)
+    levels, mode = spp_options(levels, mode)
+    return x, levels, mode
+
+
+def prepare_spp_backward(grad_output, x, levels, mode):
+    """Validated (grad_output, x, levels, mode); grad_output is (N, C*sum(l*l))."""
+    (grad_output, x), _ = float_arrays(grad_output=grad_output, input=x)
+    check_pool_input(x.shape, 2)
+    levels, mode = spp_options(levels, mode)
+    n, c = x.shape[:2]
+    check_shape(grad_output, (n, c * sum(l * l for l in levels)), "grad_output")
+    return grad_output, x, levels, mode
