@@ -89,7 +89,8 @@ static fnn_blocking plan_blocks(const fnn_conv_shape *s, int64_t col_rows, int64
     int64_t min_units = max64(1, ceil_div((k - 1) * d, st));
     int64_t fit = max64(1, FNN_COL_BLOCK_BYTES / col_rows / elem / unit);
     int64_t balance = ceil_div(s->batch * b.units, FNN_MIN_ITEMS);
-    int64_t per = max64(min64(fit, balance), max64(min_units, ceil_div(FNN_MIN_BLOCK_POSITIONS, unit)));
+    int64_t wide = ceil_div(FNN_MIN_BLOCK_POSITIONS, unit);
+    int64_t per = max64(min64(fit, balance), max64(min_units, wide));
     if (L >= FNN_MIN_BLOCK_POSITIONS || s->batch == 1) {
         b.per_image = max64(1, b.units / per);
         if (s->batch * b.per_image < FNN_MIN_ITEMS)
@@ -402,8 +403,8 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
     const int64_t w_size = dw ? M * d.Kg : 0, part_size = w_size + (db ? M : 0);
     /* parameter gradients: a fixed number of parts of the blocks, each summed
      * into its own buffer (part 0 into dw and db themselves) */
-    const int64_t parts = max64(1, min64(min64(nb, FNN_DW_PARTS),
-                                         FNN_DW_PARTS_BYTES / max64(1, part_size * (int64_t)sizeof(T))));
+    const int64_t part_bytes = max64(1, part_size * (int64_t)sizeof(T));
+    const int64_t parts = max64(1, min64(min64(nb, FNN_DW_PARTS), FNN_DW_PARTS_BYTES / part_bytes));
     const int64_t w_chunks = plan_chunks(parts, M, FNN_MIN_CHUNK_ROWS);
     const int64_t x_chunks = plan_chunks(nb, C, ceil_div(FNN_MIN_CHUNK_ROWS, d.kk));
     T *ws = SFX(alloc_workspace)(&d);
@@ -424,7 +425,8 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
             for (int64_t u = 0; u < parts * w_chunks; u++) {
                 int64_t p = u / w_chunks, m0, m1;
                 T *mine = p == 0 ? NULL : partial + (p - 1) * part_size;
-                T *pdw = dw ? (mine ? mine : dw) : NULL, *pdb = db ? (mine ? mine + w_size : db) : NULL;
+                T *pdw = dw ? (mine ? mine : dw) : NULL;
+                T *pdb = db ? (mine ? mine + w_size : db) : NULL;
                 chunk_range(M, w_chunks, u % w_chunks, &m0, &m1);
                 FOR_EACH_GROUP(m0, m1, d.Mg, g, r0, r1)
                     SFX(param_grad_part)(s, &d, dy, x, nb * p / parts, nb * (p + 1) / parts, g,

@@ -46,7 +46,8 @@ class ConvCase(NamedTuple):
         """Random (x, weight, bias) for this case, in its dtype."""
         rng = np.random.default_rng(seed)
         x = rng.standard_normal(self.x_shape).astype(self.dtype)
-        w = (rng.standard_normal(self.w_shape) / np.sqrt(np.prod(self.w_shape[1:]))).astype(self.dtype)
+        fan_in = np.prod(self.w_shape[1:])
+        w = (rng.standard_normal(self.w_shape) / np.sqrt(fan_in)).astype(self.dtype)
         b = rng.standard_normal(self.w_shape[0]).astype(self.dtype)
         return x, w, b
 
@@ -77,7 +78,8 @@ def _resnet18(batch: int):
 # The benchmark table of the Foundation issue.
 BENCH_CASES = _resnet18(1) + _resnet18(16) + [
     ConvCase("conv1d_128to256_k3", (32, 128, 100), (256, 128, 3), {}),
-    ConvCase("depthwise3x3_128x56", (8, 128, 56, 56), (128, 1, 3, 3), {"padding": 1, "groups": 128}),
+    ConvCase("depthwise3x3_128x56", (8, 128, 56, 56), (128, 1, 3, 3),
+             {"padding": 1, "groups": 128}),
     ConvCase("1to32_3x3_28", (64, 1, 28, 28), (32, 1, 3, 3), {"padding": 1}),
     ConvCase("f64_3x3_64x56_b4", (4, 64, 56, 56), (64, 64, 3, 3), {"padding": 1}, np.float64),
 ]
