@@ -35,7 +35,7 @@ import math  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from functools import partial  # noqa: E402
-from typing import Dict, List, Optional, Sequence  # noqa: E402
+from typing import Callable, Dict, List, Optional, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -91,14 +91,22 @@ def contenders_of(case: ConvCase, threads: Sequence[int], with_torch: bool,
                   reference_time: float) -> List[_bench.Contender]:
     """Every (implementation, pass, thread count) of one case, plus the yardstick GEMM."""
     arrays = case.arrays() + (_bench.grad_output(case),)
-    yardsticks = _bench.gemm_yardstick(case)
+    return _contenders(partial(_bench.conv_call, case), arrays, threads, with_torch,
+                       reference_time, _bench.gemm_yardstick(case))
+
+
+def _contenders(make_call, arrays, threads: Sequence[int], with_torch: bool,
+                reference_time: float, yardsticks: Dict[str, Callable[[], object]]
+                ) -> List[_bench.Contender]:
+    """Every (implementation, pass, thread count), plus the yardsticks at each thread count;
+    `make_call(impl, mode, arrays)` builds one timed call."""
     impls = ["fastnn", "reference"] + (["torch"] if with_torch else [])
     out = []
     for n in threads:
         before = partial(_bench.set_threads, n)
         for mode in _bench.MODES:
             for impl in impls:
-                call = _bench.conv_call(case, impl, mode, arrays)
+                call = make_call(impl, mode, arrays)
                 if impl == "reference":
                     out.append(_bench.Contender(f"{impl}/{mode}@{n}", call, before, warmup=False,
                                                 max_time=reference_time,
@@ -178,21 +186,8 @@ def pool_contenders_of(case: PoolCase, threads: Sequence[int], with_torch: bool,
                        reference_time: float) -> List[_bench.Contender]:
     """Every (implementation, pass, thread count) of a pooling case, plus the copy."""
     arrays = (case.array(), _bench.pool_grad_output(case))
-    impls = ["fastnn", "reference"] + (["torch"] if with_torch else [])
-    out = []
-    for n in threads:
-        before = partial(_bench.set_threads, n)
-        for mode in _bench.MODES:
-            for impl in impls:
-                call = _bench.pool_call(case, impl, mode, arrays)
-                if impl == "reference":
-                    out.append(_bench.Contender(f"{impl}/{mode}@{n}", call, before, warmup=False,
-                                                max_time=reference_time,
-                                                settle=_bench.reference_settle()))
-                else:
-                    out.append(_bench.Contender(f"{impl}/{mode}@{n}", call, before))
-        out.append(_bench.Contender(f"copy@{n}", _bench.copy_yardstick(case), before))
-    return out
+    return _contenders(partial(_bench.pool_call, case), arrays, threads, with_torch,
+                       reference_time, {"copy": _bench.copy_yardstick(case)})
 
 
 def pool_thread_table(cases: Sequence[PoolCase], results: Dict[str, Dict[str, _bench.Timing]],

@@ -116,3 +116,28 @@ def same_padding(size, k, stride=1, dilation=1):
     out = -(-size // stride)
     total = max((out - 1) * stride + dilation * (k - 1) + 1 - size, 0)
     return total // 2, total - total // 2
+
+
+def cpu_has(*flags):
+    """Whether /proc/cpuinfo lists all these flags (False where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            have = set(next(line for line in f if line.startswith("flags")).split())
+    except (OSError, StopIteration):
+        return False
+    return all(flag in have for flag in flags)
+
+
+def assert_bad_input(module, func, args, kwargs, error, match):
+    """module.func(*args, **kwargs) raises `error` with a message matching `match`."""
+    with pytest.raises(error, match=match):
+        getattr(module, func)(*args, **kwargs)
+
+
+def assert_same_message(ref, func, args, kwargs, error):
+    """The C path and the reference reject the same input with the same message."""
+    with pytest.raises(error) as fast_error:
+        getattr(fastnn, func)(*args, **kwargs)
+    with pytest.raises(error) as ref_error:
+        getattr(ref, func)(*args, **kwargs)
+    assert str(fast_error.value) == str(ref_error.value)

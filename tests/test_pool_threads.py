@@ -15,7 +15,7 @@ from threadpoolctl import threadpool_limits
 
 import fastnn
 
-from conftest import assert_close
+from conftest import assert_close, cpu_has
 
 
 def _run_all(x, g2, g1):
@@ -81,15 +81,6 @@ _SIMD_SCRIPT = textwrap.dedent("""
 """)
 
 
-def _cpu_has(*flags):
-    try:
-        with open("/proc/cpuinfo") as f:
-            have = set(next(line for line in f if line.startswith("flags")).split())
-    except (OSError, StopIteration):
-        return False
-    return all(flag in have for flag in flags)
-
-
 @pytest.mark.parametrize("simd", ["portable", "avx2"])
 def test_forced_simd_path_matches_reference(ref, rng, dtype, tmp_path, simd):
     # widths 15-17 and 33 around the vector lanes, NaN and ties in the data
@@ -103,7 +94,7 @@ def test_forced_simd_path_matches_reference(ref, rng, dtype, tmp_path, simd):
                            str(tmp_path / "out.npz")], env=env, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
-    expected = simd if simd == "portable" or _cpu_has("avx2", "fma") else "portable"
+    expected = simd if simd == "portable" or cpu_has("avx2", "fma") else "portable"
     assert json.loads(proc.stdout.strip().splitlines()[-1])["simd"] == expected
     out = np.load(tmp_path / "out.npz")
     y, idx = ref.max_pool2d(x, 3, 2, 1, return_indices=True)

@@ -10,6 +10,8 @@ import pytest
 
 import fastnn
 
+from conftest import assert_bad_input, assert_same_message
+
 f32, f64 = np.float32, np.float64
 
 
@@ -170,18 +172,12 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("impl", ["fastnn", "reference"])
 @pytest.mark.parametrize("func,args,kwargs,error,match", BAD_INPUTS)
 def test_bad_input_raises_with_a_clear_message(ref, impl, func, args, kwargs, error, match):
-    module = fastnn if impl == "fastnn" else ref
-    with pytest.raises(error, match=match):
-        getattr(module, func)(*args, **kwargs)
+    assert_bad_input(fastnn if impl == "fastnn" else ref, func, args, kwargs, error, match)
 
 
 @pytest.mark.parametrize("func,args,kwargs,error,match", BAD_INPUTS)
 def test_reference_gives_the_same_message(ref, func, args, kwargs, error, match):
-    with pytest.raises(error) as fast_error:
-        getattr(fastnn, func)(*args, **kwargs)
-    with pytest.raises(error) as ref_error:
-        getattr(ref, func)(*args, **kwargs)
-    assert str(fast_error.value) == str(ref_error.value)
+    assert_same_message(ref, func, args, kwargs, error)
 
 
 def test_good_inputs_of_the_table_pass(ref):

@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_limits
 
 import fastnn
 
-from conftest import assert_close, conv_arrays, conv_funcs
+from conftest import assert_close, conv_arrays, conv_funcs, cpu_has
 
 
 def case(id, x_shape, w_shape, **options):
@@ -165,15 +165,6 @@ SIMD_CASES = {
 }
 
 
-def _cpu_has(*flags):
-    try:
-        with open("/proc/cpuinfo") as f:
-            have = set(next(line for line in f if line.startswith("flags")).split())
-    except (OSError, StopIteration):
-        return False
-    return all(flag in have for flag in flags)
-
-
 @pytest.mark.parametrize("simd", ["portable", "avx2"])
 def test_forced_simd_path_matches_reference(ref, rng, dtype, tmp_path, simd):
     inputs, opts = {}, {}
@@ -191,7 +182,7 @@ def test_forced_simd_path_matches_reference(ref, rng, dtype, tmp_path, simd):
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout.strip().splitlines()[-1])
-    expected = simd if simd == "portable" or _cpu_has("avx2", "fma") else "portable"
+    expected = simd if simd == "portable" or cpu_has("avx2", "fma") else "portable"
     assert info["simd"] == expected
     assert expected in info["show_config"]
     out = np.load(tmp_path / "out.npz")
