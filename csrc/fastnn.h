@@ -133,6 +133,49 @@ int fnn_gemm_batch_f32(int64_t batch, int64_t m, int64_t n, int64_t k, const flo
 int fnn_gemm_batch_f64(int64_t batch, int64_t m, int64_t n, int64_t k, const double *a,
                        const double *b, double *c);
 
+/* gemm_packed.c: C = A @ B with B packed once into panels and reused by many
+ * calls (the recurrent weight of a sequence). Each call computes the columns
+ * [n0, n1) of C, n0 a multiple of fnn_packed_nr, on the calling thread;
+ * beta 0 writes C, beta 1 adds to it. trans_b 1 packs B = W^T from W (n x k). */
+#define FNN_DECLARE_PACKED(T, SFX)                                                            \
+    int64_t fnn_packed_nr_##SFX(void);                                                        \
+    int64_t fnn_packed_size_##SFX(int64_t k, int64_t n);                                      \
+    void fnn_pack_b_##SFX(int64_t k, int64_t n, const T *b, int64_t ldb, int trans_b, T *bp); \
+    void fnn_gemm_packed_##SFX(int64_t m, int64_t n0, int64_t n1, int64_t k, const T *a,      \
+                               int64_t lda, const T *bp, int beta, T *c, int64_t ldc);
+FNN_DECLARE_PACKED(float, f32)
+FNN_DECLARE_PACKED(double, f64)
+
+/* One layer and one direction of a recurrence over a whole sequence (rnn.c).
+ * x, dx (T, N, I) and y, dy (T, N, H) are contiguous. Row n is active
+ * at step t iff t < lengths[n] (lengths NULL: always): an inactive row keeps
+ * its state and outputs 0, so with reverse the row starts at its own last step.
+ * `gates` (T, N, G) with G = 4H (LSTM: i f g o; GRU: r z n and W_hn h + b_hn)
+ * or H (RNN) is the workspace of the forward; with hs (T + 1, N, H) and, for
+ * LSTM, cs given (training), it keeps the activations and states the backward
+ * reads, hs/cs holding the state before step t at slot t (forward) or t + 1
+ * (reverse). Biases, and their gradients, may be NULL; so may dy, dh_n and
+ * dc_n (zero). The backward overwrites its outputs, uses dgates (T, N, G) as
+ * its workspace and ignores dy on padded steps. */
+enum { FNN_RNN_LSTM = 0, FNN_RNN_GRU = 1, FNN_RNN_TANH = 2, FNN_RNN_RELU = 3 };
+typedef struct {
+    int64_t steps, batch, input_size, hidden_size;
+    int mode, reverse;
+} fnn_rnn_shape;
+
+#define FNN_DECLARE_RNN(T, SFX)                                                                 \
+    int fnn_rnn_forward_##SFX(const fnn_rnn_shape *s, const T *x, const T *w_ih, const T *w_hh, \
+                              const T *b_ih, const T *b_hh, const int64_t *lengths,             \
+                              const T *h0, const T *c0, T *y, T *h_n, T *c_n, T *gates,         \
+                              T *hs, T *cs);                                                    \
+    int fnn_rnn_backward_##SFX(const fnn_rnn_shape *s, const T *x, const T *w_ih,               \
+                               const T *w_hh, const int64_t *lengths, const T *gates,           \
+                               const T *hs, const T *cs, const T *dy, const T *dh_n,            \
+                               const T *dc_n, T *dx, T *dh0, T *dc0, T *dw_ih, T *dw_hh,        \
+                               T *db_ih, T *db_hh, T *dgates);
+FNN_DECLARE_RNN(float, f32)
+FNN_DECLARE_RNN(double, f64)
+
 /* Floor division and the range of output positions o with 0 <= o*stride + offset < in_size. */
 static inline int64_t fnn_floordiv(int64_t a, int64_t b) {
     int64_t q = a / b;

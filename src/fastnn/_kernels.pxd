@@ -77,3 +77,35 @@ cdef extern from "fastnn.h" nogil:
     int fnn_pyramid_pool_backward_f64(const fnn_pool_shape *s, int64_t levels,
                                       const int64_t *out_hw, int is_max, const double *dy,
                                       const int64_t *idx, double *dx)
+
+    enum:
+        FNN_RNN_LSTM
+        FNN_RNN_GRU
+        FNN_RNN_TANH
+        FNN_RNN_RELU
+
+    ctypedef struct fnn_rnn_shape:
+        int64_t steps, batch, input_size, hidden_size
+        int mode, reverse
+
+    int fnn_rnn_forward_f32(const fnn_rnn_shape *s, const float *x, const float *w_ih,
+                            const float *w_hh, const float *b_ih, const float *b_hh,
+                            const int64_t *lengths, const float *h0, const float *c0, float *y,
+                            float *h_n, float *c_n, float *gates, float *hs, float *cs)
+    int fnn_rnn_forward_f64(const fnn_rnn_shape *s, const double *x, const double *w_ih,
+                            const double *w_hh, const double *b_ih, const double *b_hh,
+                            const int64_t *lengths, const double *h0, const double *c0,
+                            double *y, double *h_n, double *c_n, double *gates, double *hs,
+                            double *cs)
+    int fnn_rnn_backward_f32(const fnn_rnn_shape *s, const float *x, const float *w_ih,
+                             const float *w_hh, const int64_t *lengths, const float *gates,
+                             const float *hs, const float *cs, const float *dy,
+                             const float *dh_n, const float *dc_n, float *dx, float *dh0,
+                             float *dc0, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh,
+                             float *dgates)
+    int fnn_rnn_backward_f64(const fnn_rnn_shape *s, const double *x, const double *w_ih,
+                             const double *w_hh, const int64_t *lengths, const double *gates,
+                             const double *hs, const double *cs, const double *dy,
+                             const double *dh_n, const double *dc_n, double *dx, double *dh0,
+                             double *dc0, double *dw_ih, double *dw_hh, double *db_ih,
+                             double *db_hh, double *dgates)

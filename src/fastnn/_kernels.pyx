@@ -326,3 +326,160 @@ def pyramid_pool_backward(geometry, const int64_t[::1] out_hw, bint is_max,
         return False
     _check(status)
     return True
+
+
+# --------------------------------------------------------------------------- recurrences
+
+
+cdef fnn_rnn_shape _rnn_shape(object g) except *:
+    """An RNNGeometry tuple (see fastnn._validate) as the C struct."""
+    cdef fnn_rnn_shape s
+    (s.steps, s.batch, s.input_size, s.hidden_size, s.mode, s.reverse) = g
+    return s
+
+
+cdef int64_t _gate_width(fnn_rnn_shape *s):
+    """Columns of a step's gate row: 4H for LSTM (i f g o) and GRU (r z n, W_hn h), else H."""
+    return (4 if s.mode == FNN_RNN_LSTM or s.mode == FNN_RNN_GRU else 1) * s.hidden_size
+
+
+cdef int64_t _x_gates(fnn_rnn_shape *s):
+    """Rows of W_ih: 4H (LSTM), 3H (GRU) or H."""
+    return (4 if s.mode == FNN_RNN_LSTM else 3 if s.mode == FNN_RNN_GRU else 1) * s.hidden_size
+
+
+cdef void _need_rnn(fnn_rnn_shape *s, Py_ssize_t nx, Py_ssize_t nw_ih, Py_ssize_t nw_hh,
+                    Py_ssize_t ngates) except *:
+    _need(nx, s.steps * s.batch * s.input_size, "x")
+    _need(nw_ih, _x_gates(s) * s.input_size, "w_ih")
+    _need(nw_hh, _x_gates(s) * s.hidden_size, "w_hh")
+    _need(ngates, s.steps * s.batch * _gate_width(s), "gates")
+
+
+cdef void _need_opt(object arr, Py_ssize_t have, int64_t want, str name, bint needed) except *:
+    """An optional buffer: the right size when given, and given when `needed`."""
+    if arr is None:
+        if needed:
+            raise ValueError(f"{name}: required for this recurrence")
+    else:
+        _need(have, want, name)
+
+
+def rnn_forward(geometry, const floating[::1] x, const floating[::1] w_ih,
+                const floating[::1] w_hh, const floating[::1] b_ih, const floating[::1] b_hh,
+                const int64_t[::1] lengths, const floating[::1] h0, const floating[::1] c0,
+                floating[::1] y, floating[::1] h_n, floating[::1] c_n, floating[::1] gates,
+                floating[::1] hs, floating[::1] cs):
+    """One layer and direction of a recurrence; biases, lengths, hs and cs may be None.
+
+    c0, c_n (and cs when hs is given) are for LSTM only; hs (and cs) given
+    means training: they and `gates` keep what rnn_backward needs.
+    """
+    cdef fnn_rnn_shape s = _rnn_shape(geometry)
+    cdef int status
+    cdef bint lstm = s.mode == FNN_RNN_LSTM, training = hs is not None
+    cdef int64_t NH = s.batch * s.hidden_size
+    cdef const floating *pb_ih = NULL
+    cdef const floating *pb_hh = NULL
+    cdef const floating *pc0 = NULL
+    cdef floating *pc_n = NULL
+    cdef floating *phs = NULL
+    cdef floating *pcs = NULL
+    cdef const int64_t *plen = NULL
+    _need_rnn(&s, x.shape[0], w_ih.shape[0], w_hh.shape[0], gates.shape[0])
+    _need(h0.shape[0], NH, "h0")
+    _need(h_n.shape[0], NH, "h_n")
+    _need(y.shape[0], s.steps * NH, "y")
+    _need_opt(c0, 0 if c0 is None else c0.shape[0], NH, "c0", lstm)
+    _need_opt(c_n, 0 if c_n is None else c_n.shape[0], NH, "c_n", lstm)
+    _need_opt(hs, 0 if hs is None else hs.shape[0], (s.steps + 1) * NH, "hs", False)
+    _need_opt(cs, 0 if cs is None else cs.shape[0], (s.steps + 1) * NH, "cs", lstm and training)
+    _need_opt(lengths, 0 if lengths is None else lengths.shape[0], s.batch, "lengths", False)
+    if (b_ih is None) != (b_hh is None):
+        raise ValueError("b_ih and b_hh: give both or neither")
+    if b_ih is not None:
+        _need(b_ih.shape[0], _x_gates(&s), "b_ih")
+        _need(b_hh.shape[0], _x_gates(&s), "b_hh")
+        pb_ih = &b_ih[0]
+        pb_hh = &b_hh[0]
+    if lstm:
+        pc0 = &c0[0]
+        pc_n = &c_n[0]
+    if training:
+        phs = &hs[0]
+        if lstm:
+            pcs = &cs[0]
+    if lengths is not None:
+        plen = &lengths[0]
+    with nogil:
+        if floating is float:
+            status = fnn_rnn_forward_f32(&s, &x[0], &w_ih[0], &w_hh[0], pb_ih, pb_hh, plen,
+                                         &h0[0], pc0, &y[0], &h_n[0], pc_n, &gates[0], phs, pcs)
+        else:
+            status = fnn_rnn_forward_f64(&s, &x[0], &w_ih[0], &w_hh[0], pb_ih, pb_hh, plen,
+                                         &h0[0], pc0, &y[0], &h_n[0], pc_n, &gates[0], phs, pcs)
+    _check(status)
+
+
+def rnn_backward(geometry, const floating[::1] x, const floating[::1] w_ih,
+                 const floating[::1] w_hh, const int64_t[::1] lengths,
+                 const floating[::1] gates, const floating[::1] hs, const floating[::1] cs,
+                 const floating[::1] dy, const floating[::1] dh_n, const floating[::1] dc_n,
+                 floating[::1] dx, floating[::1] dh0, floating[::1] dc0, floating[::1] dw_ih,
+                 floating[::1] dw_hh, floating[::1] db_ih, floating[::1] db_hh,
+                 floating[::1] dgates):
+    """Backward through time of rnn_forward (trained); dy, dh_n, dc_n, lengths and the
+    bias gradients may be None; cs, dc0 (and dc_n when given) are for LSTM only."""
+    cdef fnn_rnn_shape s = _rnn_shape(geometry)
+    cdef int status
+    cdef bint lstm = s.mode == FNN_RNN_LSTM
+    cdef int64_t NH = s.batch * s.hidden_size
+    cdef const floating *pcs = NULL
+    cdef const floating *pdy = NULL
+    cdef const floating *pdh_n = NULL
+    cdef const floating *pdc_n = NULL
+    cdef floating *pdc0 = NULL
+    cdef floating *pdb_ih = NULL
+    cdef floating *pdb_hh = NULL
+    cdef const int64_t *plen = NULL
+    _need_rnn(&s, x.shape[0], w_ih.shape[0], w_hh.shape[0], gates.shape[0])
+    _need(hs.shape[0], (s.steps + 1) * NH, "hs")
+    _need(dx.shape[0], x.shape[0], "dx")
+    _need(dh0.shape[0], NH, "dh0")
+    _need(dw_ih.shape[0], w_ih.shape[0], "dw_ih")
+    _need(dw_hh.shape[0], w_hh.shape[0], "dw_hh")
+    _need(dgates.shape[0], gates.shape[0], "dgates")
+    _need_opt(cs, 0 if cs is None else cs.shape[0], (s.steps + 1) * NH, "cs", lstm)
+    _need_opt(dc0, 0 if dc0 is None else dc0.shape[0], NH, "dc0", lstm)
+    _need_opt(dy, 0 if dy is None else dy.shape[0], s.steps * NH, "dy", False)
+    _need_opt(dh_n, 0 if dh_n is None else dh_n.shape[0], NH, "dh_n", False)
+    _need_opt(dc_n, 0 if dc_n is None else dc_n.shape[0], NH, "dc_n", False)
+    _need_opt(lengths, 0 if lengths is None else lengths.shape[0], s.batch, "lengths", False)
+    if (db_ih is None) != (db_hh is None):
+        raise ValueError("db_ih and db_hh: give both or neither")
+    if db_ih is not None:
+        _need(db_ih.shape[0], _x_gates(&s), "db_ih")
+        _need(db_hh.shape[0], _x_gates(&s), "db_hh")
+        pdb_ih = &db_ih[0]
+        pdb_hh = &db_hh[0]
+    if lstm:
+        pcs = &cs[0]
+        pdc0 = &dc0[0]
+        if dc_n is not None:
+            pdc_n = &dc_n[0]
+    if dy is not None:
+        pdy = &dy[0]
+    if dh_n is not None:
+        pdh_n = &dh_n[0]
+    if lengths is not None:
+        plen = &lengths[0]
+    with nogil:
+        if floating is float:
+            status = fnn_rnn_backward_f32(&s, &x[0], &w_ih[0], &w_hh[0], plen, &gates[0],
+                                          &hs[0], pcs, pdy, pdh_n, pdc_n, &dx[0], &dh0[0], pdc0,
+                                          &dw_ih[0], &dw_hh[0], pdb_ih, pdb_hh, &dgates[0])
+        else:
+            status = fnn_rnn_backward_f64(&s, &x[0], &w_ih[0], &w_hh[0], plen, &gates[0],
+                                          &hs[0], pcs, pdy, pdh_n, pdc_n, &dx[0], &dh0[0], pdc0,
+                                          &dw_ih[0], &dw_hh[0], pdb_ih, pdb_hh, &dgates[0])
+    _check(status)

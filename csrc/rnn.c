@@ -1,0 +1,545 @@
+/* Recurrences over a whole sequence: LSTM, GRU and the Elman RNN (tanh or
+ * relu), one layer and one direction per call, forward and backward through
+ * time.
+ *
+ * Forward: one large GEMM projects the inputs of all T steps (x W_ih^T in
+ * fixed blocks of rows); then every step adds h W_hh^T with the packed-panel
+ * GEMM (gemm_packed.c: W_hh is packed once per call, not once per step as a
+ * BLAS call would) and applies the gate nonlinearities to what it just wrote.
+ * Each thread owns a range of hidden units for the whole sequence and computes
+ * every gate's columns for them, so the cell update needs nothing from the
+ * other threads and one barrier per step is all the synchronisation; the
+ * whole sequence runs in one parallel region (DESIGN.md section 2).
+ * Backward: per step the gate gradients of a thread's units, a barrier, then
+ * dh_{t-1} of its units = dG_t W_hh (W_hh packed once again). The weight and
+ * bias gradients and dx are large GEMMs over all steps once the loop is done.
+ *
+ * Every split depends on the shape only (fixed blocks of rows; a unit's sums
+ * do not depend on its range), so results are the same bit for bit whatever
+ * the thread count. The gate kernels are compiled once per instruction set,
+ * like im2col.c: this file includes itself once per instruction set, within
+ * that once per dtype, and once per dtype for the entry points. */
+#if !defined(FNN_ISA) && !defined(T) /* ---- top level ---- */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include "blas.h"
+#include "fastnn.h"
+
+#define FNN_NAME3(base, isa, sfx) base##_##isa##_##sfx
+#define FNN_NAME2(base, isa, sfx) FNN_NAME3(base, isa, sfx)
+#define FNN_NAME(base) FNN_NAME2(base, FNN_ISA, SFX)
+
+/* Gate kernels over `len` hidden units of one batch row. Forward: g holds the
+ * row's pre-activations (gate blocks H apart), b the biases in the same
+ * layout; the activations are written back over g (the backward reads them).
+ * Backward: dh is dL/dh_t from later steps, dy the output's gradient; they
+ * write the gate gradients dg and the part of dL/dh_{t-1} that does not go
+ * through W_hh. */
+#define FNN_RNN_OPS(T, SFX)                                                                   \
+    void (*lstm_row_##SFX)(int64_t len, int64_t H, T *g, const T *b, const T *c_prev, T *c,  \
+                           T *h, T *y);                                                       \
+    void (*gru_row_##SFX)(int64_t len, int64_t H, T *g, const T *b, const T *h_prev, T *h,   \
+                          T *y);                                                              \
+    void (*rnn_row_##SFX)(int64_t len, int relu, T *g, const T *b, T *h, T *y);              \
+    void (*lstm_backward_row_##SFX)(int64_t len, int64_t H, const T *g, const T *c_prev,     \
+                                    const T *c, const T *dh, const T *dy, T *dc, T *dg,       \
+                                    T *dh_prev);                                              \
+    void (*gru_backward_row_##SFX)(int64_t len, int64_t H, const T *g, const T *h_prev,      \
+                                   const T *dh, const T *dy, T *dg, T *dh_prev);              \
+    void (*rnn_backward_row_##SFX)(int64_t len, int relu, const T *g, const T *dh,           \
+                                   const T *dy, T *dg, T *dh_prev);
+typedef struct {
+    FNN_RNN_OPS(float, f32)
+    FNN_RNN_OPS(double, f64)
+} fnn_rnn_ops;
+#undef FNN_RNN_OPS
+
+#define FNN_ISA portable
+#include "rnn.c"
+#undef FNN_ISA
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define FNN_ISA avx2
+#include "rnn.c"
+#undef FNN_ISA
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,prefer-vector-width=512")
+#define FNN_ISA avx512
+#include "rnn.c"
+#undef FNN_ISA
+#pragma GCC pop_options
+
+#define FNN_RNN_LIST(isa, sfx)                                                                \
+    lstm_row_##isa##_##sfx, gru_row_##isa##_##sfx, rnn_row_##isa##_##sfx,                     \
+        lstm_backward_row_##isa##_##sfx, gru_backward_row_##isa##_##sfx,                      \
+        rnn_backward_row_##isa##_##sfx
+#define FNN_DEFINE_RNN_OPS(isa)                                                               \
+    static const fnn_rnn_ops fnn_rnn_##isa = {FNN_RNN_LIST(isa, f32), FNN_RNN_LIST(isa, f64)};
+FNN_DEFINE_RNN_OPS(portable)
+FNN_DEFINE_RNN_OPS(avx2)
+FNN_DEFINE_RNN_OPS(avx512)
+
+/* The instruction set runtime.c chose for im2col.c (FASTNN_SIMD applies to all). */
+static const fnn_rnn_ops *fnn_rnn_ops_now(void) {
+    if (fnn_simd == &fnn_simd_avx512) return &fnn_rnn_avx512;
+    if (fnn_simd == &fnn_simd_avx2) return &fnn_rnn_avx2;
+    return &fnn_rnn_portable;
+}
+
+/* Rows of the all-steps GEMMs (input projection, dx) per work item: fixed, so
+ * the calls do not depend on the thread count; 64 rows keep OpenBLAS's
+ * repacking of the weight under 2% and the two threads within 2% of each
+ * other at T * N = 3200. */
+#define FNN_RNN_ROWS 64
+
+/* Gate blocks of H columns that the input and the recurrent GEMMs fill. */
+static int64_t fnn_rnn_x_blocks(int mode) {
+    return mode == FNN_RNN_LSTM ? 4 : mode == FNN_RNN_GRU ? 3 : 1;
+}
+
+#define T float
+#define SFX f32
+#include "rnn.c"
+#undef T
+#undef SFX
+
+#define T double
+#define SFX f64
+#include "rnn.c"
+#undef T
+#undef SFX
+
+#elif defined(FNN_ISA) && !defined(T) /* ---- one instruction set: both dtypes ---- */
+
+#define T float
+#define SFX f32
+#define FNN_F32 1
+#include "rnn.c"
+#undef T
+#undef SFX
+#undef FNN_F32
+
+#define T double
+#define SFX f64
+#define FNN_F32 0
+#include "rnn.c"
+#undef T
+#undef SFX
+#undef FNN_F32
+
+#elif defined(FNN_ISA) /* ---- one instruction set, one dtype: the gate kernels ---- */
+
+/* exp(x) for x <= 0, NaN passed through, written so that the gate loops
+ * vectorize (libm's expf is a call per element, which costs as much as the
+ * step's GEMM): 2^n e^r with n = round(x / ln 2) found by the 1.5 * 2^p
+ * rounding trick, |r| <= ln(2) / 2 and Taylor terms up to r^7 (float, relative
+ * error 6e-9) or r^13 (double, 4e-18). The lower clamp keeps 2^n normal; it
+ * changes results below 1e-38 (float) or 1e-307 (double) only. */
+static inline T FNN_NAME(exp_nonpos)(T x) {
+#if FNN_F32
+    x = x < -87.0f ? -87.0f : x;
+    float t = x * 1.44269504088896341f + 12582912.0f;
+    float n = t - 12582912.0f;
+    float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+    float p = 1.0f / 5040;
+    p = p * r + 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    uint32_t bits, scale_bits;
+    memcpy(&bits, &t, sizeof bits);
+    scale_bits = (bits - 0x4B400000u + 127u) << 23;
+    float scale;
+    memcpy(&scale, &scale_bits, sizeof scale);
+    return p * scale;
+#else
+    x = x < -708.0 ? -708.0 : x;
+    double t = x * 1.4426950408889634074 + 6755399441055744.0;
+    double n = t - 6755399441055744.0;
+    double r = (x - n * 6.93145751953125e-1) - n * 1.42860682030941723212e-6;
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    uint64_t bits, scale_bits;
+    memcpy(&bits, &t, sizeof bits);
+    scale_bits = (bits - 0x4338000000000000ull + 1023u) << 52;
+    double scale;
+    memcpy(&scale, &scale_bits, sizeof scale);
+    return p * scale;
+#endif
+}
+
+/* Both from e = exp(-|x|) <= 1, so nothing overflows for any x. */
+static inline T FNN_NAME(sigmoid)(T x) {
+    T e = FNN_NAME(exp_nonpos)(-(x < 0 ? -x : x));
+    T s = 1 / (1 + e);
+    return x >= 0 ? s : e * s;
+}
+
+static inline T FNN_NAME(tanh)(T x) {
+    T a = x < 0 ? -x : x;
+    T e = FNN_NAME(exp_nonpos)(-2 * a);
+    T t = (1 - e) / (1 + e);
+    return x < 0 ? -t : t;
+}
+
+/* relu that keeps NaN, as PyTorch's does. */
+static inline T FNN_NAME(relu)(T x) { return x < 0 ? 0 : x; }
+
+static void FNN_NAME(lstm_row)(int64_t len, int64_t H, T *restrict g, const T *restrict b,
+                               const T *restrict c_prev, T *restrict c, T *restrict h,
+                               T *restrict y) {
+    for (int64_t u = 0; u < len; u++) {
+        T i = FNN_NAME(sigmoid)(g[u] + b[u]);
+        T f = FNN_NAME(sigmoid)(g[H + u] + b[H + u]);
+        T z = FNN_NAME(tanh)(g[2 * H + u] + b[2 * H + u]);
+        T o = FNN_NAME(sigmoid)(g[3 * H + u] + b[3 * H + u]);
+        T cu = f * c_prev[u] + i * z;
+        T hu = o * FNN_NAME(tanh)(cu);
+        g[u] = i;
+        g[H + u] = f;
+        g[2 * H + u] = z;
+        g[3 * H + u] = o;
+        c[u] = cu;
+        h[u] = hu;
+        y[u] = hu;
+    }
+}
+
+/* g holds r, z, n and the hidden part of n (W_hn h; kept as W_hn h + b_hn). */
+static void FNN_NAME(gru_row)(int64_t len, int64_t H, T *restrict g, const T *restrict b,
+                              const T *restrict h_prev, T *restrict h, T *restrict y) {
+    for (int64_t u = 0; u < len; u++) {
+        T r = FNN_NAME(sigmoid)(g[u] + b[u]);
+        T z = FNN_NAME(sigmoid)(g[H + u] + b[H + u]);
+        T hn = g[3 * H + u] + b[3 * H + u];
+        T n = FNN_NAME(tanh)(g[2 * H + u] + b[2 * H + u] + r * hn);
+        T hu = n + z * (h_prev[u] - n);
+        g[u] = r;
+        g[H + u] = z;
+        g[2 * H + u] = n;
+        g[3 * H + u] = hn;
+        h[u] = hu;
+        y[u] = hu;
+    }
+}
+
+static void FNN_NAME(rnn_row)(int64_t len, int relu, T *restrict g, const T *restrict b,
+                              T *restrict h, T *restrict y) {
+    if (relu)
+        for (int64_t u = 0; u < len; u++) g[u] = FNN_NAME(relu)(g[u] + b[u]);
+    else
+        for (int64_t u = 0; u < len; u++) g[u] = FNN_NAME(tanh)(g[u] + b[u]);
+    for (int64_t u = 0; u < len; u++) {
+        h[u] = g[u];
+        y[u] = g[u];
+    }
+}
+
+static void FNN_NAME(lstm_backward_row)(int64_t len, int64_t H, const T *restrict g,
+                                        const T *restrict c_prev, const T *restrict c,
+                                        const T *restrict dh, const T *restrict dy,
+                                        T *restrict dc, T *restrict dg, T *restrict dh_prev) {
+    for (int64_t u = 0; u < len; u++) {
+        T i = g[u], f = g[H + u], z = g[2 * H + u], o = g[3 * H + u];
+        T th = FNN_NAME(tanh)(c[u]);
+        T d = dh[u] + dy[u];
+        T dct = dc[u] + d * o * (1 - th * th);
+        dg[u] = dct * z * i * (1 - i);
+        dg[H + u] = dct * c_prev[u] * f * (1 - f);
+        dg[2 * H + u] = dct * i * (1 - z * z);
+        dg[3 * H + u] = d * th * o * (1 - o);
+        dc[u] = dct * f;
+        dh_prev[u] = 0;
+    }
+}
+
+/* dg gets r, z, the hidden part of n (what W_hn h + b_hn receives) and the
+ * input part of n, in that order: the first three are the recurrent GEMM's
+ * left operand, contiguous. */
+static void FNN_NAME(gru_backward_row)(int64_t len, int64_t H, const T *restrict g,
+                                       const T *restrict h_prev, const T *restrict dh,
+                                       const T *restrict dy, T *restrict dg,
+                                       T *restrict dh_prev) {
+    for (int64_t u = 0; u < len; u++) {
+        T r = g[u], z = g[H + u], n = g[2 * H + u], hn = g[3 * H + u];
+        T d = dh[u] + dy[u];
+        T dn = d * (1 - z) * (1 - n * n);
+        dg[u] = dn * hn * r * (1 - r);
+        dg[H + u] = d * (h_prev[u] - n) * z * (1 - z);
+        dg[2 * H + u] = dn * r;
+        dg[3 * H + u] = dn;
+        dh_prev[u] = d * z;
+    }
+}
+
+static void FNN_NAME(rnn_backward_row)(int64_t len, int relu, const T *restrict g,
+                                       const T *restrict dh, const T *restrict dy,
+                                       T *restrict dg, T *restrict dh_prev) {
+    if (relu)
+        for (int64_t u = 0; u < len; u++) dg[u] = g[u] > 0 ? dh[u] + dy[u] : 0;
+    else
+        for (int64_t u = 0; u < len; u++) dg[u] = (dh[u] + dy[u]) * (1 - g[u] * g[u]);
+    for (int64_t u = 0; u < len; u++) dh_prev[u] = 0;
+}
+
+#else /* ---- one dtype: the entry points ---- */
+
+#define FNN_SFX2(name, sfx) name##_##sfx
+#define FNN_SFX1(name, sfx) FNN_SFX2(name, sfx)
+#define FNN_T(name) FNN_SFX1(name, SFX)
+#define OP(name) FNN_SFX1(name, SFX)
+
+/* The hidden units [*u0, *u1) of thread `tid` of `nt`: whole panels of the
+ * packed GEMM, as evenly as they go. */
+static void FNN_T(fnn_rnn_units)(int64_t H, int tid, int nt, int64_t *u0, int64_t *u1) {
+    int64_t nr = FNN_T(fnn_packed_nr)(), panels = (H + nr - 1) / nr;
+    int64_t p0 = panels * tid / nt, p1 = panels * (tid + 1) / nt;
+    *u0 = p0 * nr < H ? p0 * nr : H;
+    *u1 = p1 * nr < H ? p1 * nr : H;
+}
+
+/* Threads for a sequence: no more than there are panels of units to share. */
+static int FNN_T(fnn_rnn_threads)(int64_t H) {
+    int64_t nr = FNN_T(fnn_packed_nr)(), panels = (H + nr - 1) / nr;
+    int nt = omp_get_max_threads();
+    return panels < nt ? (int)panels : nt;
+}
+
+int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, const T *w_hh,
+                          const T *b_ih, const T *b_hh, const int64_t *lengths, const T *h0,
+                          const T *c0, T *y, T *h_n, T *c_n, T *gates, T *hs, T *cs) {
+    const int64_t steps = s->steps, N = s->batch, In = s->input_size, H = s->hidden_size;
+    const int lstm = s->mode == FNN_RNN_LSTM, gru = s->mode == FNN_RNN_GRU;
+    const int relu = s->mode == FNN_RNN_RELU, reverse = s->reverse, training = hs != NULL;
+    const int64_t xcols = fnn_rnn_x_blocks(s->mode) * H, G = gru ? 4 * H : xcols;
+    const int64_t hblocks = fnn_rnn_x_blocks(s->mode), NH = N * H;
+    const int64_t psize = FNN_T(fnn_packed_size)(H, H);
+    const fnn_rnn_ops *ops = fnn_rnn_ops_now();
+
+    T *packed = malloc((size_t)(hblocks * psize) * sizeof(T));
+    T *bias = calloc((size_t)G, sizeof(T));
+    T *state = training ? NULL : malloc((size_t)(2 * NH * (lstm ? 2 : 1)) * sizeof(T));
+    if (!packed || !bias || (!training && !state)) {
+        free(packed);
+        free(bias);
+        free(state);
+        return FNN_ENOMEM;
+    }
+    /* Both biases enter every gate's pre-activation, except that GRU keeps
+     * b_hn inside r * (W_hn h + b_hn): its slot is the fourth block. */
+    for (int64_t j = 0; j < xcols; j++) {
+        T bi = b_ih ? b_ih[j] : 0, bh = b_hh ? b_hh[j] : 0;
+        bias[j] = gru && j >= 2 * H ? bi : bi + bh;
+        if (gru && j >= 2 * H) bias[j + H] = bh;
+    }
+    T *hbuf = training ? hs : state;
+    T *cbuf = lstm ? (training ? cs : state + 2 * NH) : NULL;
+#define FNN_SLOT(buf, k) ((buf) + (training ? (k) : ((k) & 1)) * NH)
+    int64_t first = reverse ? steps : 0, last = reverse ? 0 : steps;
+    memcpy(FNN_SLOT(hbuf, first), h0, (size_t)NH * sizeof(T));
+    if (lstm) memcpy(FNN_SLOT(cbuf, first), c0, (size_t)NH * sizeof(T));
+
+    const int64_t rows = steps * N, row_blocks = (rows + FNN_RNN_ROWS - 1) / FNN_RNN_ROWS;
+#pragma omp parallel num_threads(FNN_T(fnn_rnn_threads)(H))
+    {
+#pragma omp for schedule(static) nowait
+        for (int64_t b = 0; b < hblocks; b++)
+            FNN_T(fnn_pack_b)(H, H, w_hh + b * H * H, H, 1, packed + b * psize);
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < row_blocks; b++) {
+            int64_t r0 = b * FNN_RNN_ROWS, r1 = r0 + FNN_RNN_ROWS < rows ? r0 + FNN_RNN_ROWS : rows;
+            FNN_T(fnn_gemm)(0, 1, r1 - r0, xcols, In, 1, x + r0 * In, In, w_ih, In, 0,
+                            gates + r0 * G, G);
+        }
+        int64_t u0, u1;
+        FNN_T(fnn_rnn_units)(H, omp_get_thread_num(), omp_get_num_threads(), &u0, &u1);
+        const int64_t len = u1 - u0;
+        for (int64_t step = 0; step < steps; step++) {
+            int64_t t = reverse ? steps - 1 - step : step;
+            int64_t kin = reverse ? t + 1 : t, kout = reverse ? t : t + 1;
+            const T *hin = FNN_SLOT(hbuf, kin);
+            T *hout = FNN_SLOT(hbuf, kout);
+            T *gt = gates + t * N * G;
+            if (len > 0) {
+                /* GRU's n block gets W_hn h alone, in its own slot. */
+                for (int64_t b = 0; b < hblocks; b++) {
+                    int alone = gru && b == 2;
+                    FNN_T(fnn_gemm_packed)(N, u0, u1, H, hin, H, packed + b * psize, !alone,
+                                           gt + (alone ? 3 : b) * H, G);
+                }
+                for (int64_t n = 0; n < N; n++) {
+                    T *g = gt + n * G + u0, *yr = y + (t * N + n) * H + u0;
+                    const T *hi = hin + n * H + u0;
+                    T *ho = hout + n * H + u0;
+                    const T *ci = lstm ? FNN_SLOT(cbuf, kin) + n * H + u0 : NULL;
+                    T *co = lstm ? FNN_SLOT(cbuf, kout) + n * H + u0 : NULL;
+                    if (lengths && t >= lengths[n]) {
+                        memcpy(ho, hi, (size_t)len * sizeof(T));
+                        if (lstm) memcpy(co, ci, (size_t)len * sizeof(T));
+                        memset(yr, 0, (size_t)len * sizeof(T));
+                    } else if (lstm) {
+                        ops->OP(lstm_row)(len, H, g, bias + u0, ci, co, ho, yr);
+                    } else if (gru) {
+                        ops->OP(gru_row)(len, H, g, bias + u0, hi, ho, yr);
+                    } else {
+                        ops->OP(rnn_row)(len, relu, g, bias + u0, ho, yr);
+                    }
+                }
+            }
+#pragma omp barrier
+        }
+    }
+    memcpy(h_n, FNN_SLOT(hbuf, last), (size_t)NH * sizeof(T));
+    if (lstm) memcpy(c_n, FNN_SLOT(cbuf, last), (size_t)NH * sizeof(T));
+#undef FNN_SLOT
+    free(packed);
+    free(bias);
+    free(state);
+    return FNN_OK;
+}
+
+/* c (rows r0..r1 of an M x n result) = the columns [j0, j0 + r1 - r0) of a
+ * (K x lda) transposed, times b (K x n): a weight gradient summed over all
+ * steps in one GEMM. */
+static void FNN_T(fnn_rnn_weight_grad)(int64_t r0, int64_t r1, int64_t j0, int64_t K,
+                                       int64_t n, const T *a, int64_t lda, const T *b, T *c) {
+    FNN_T(fnn_gemm)(1, 0, r1 - r0, n, K, 1, a + j0, lda, b, n, 0, c + r0 * n, n);
+}
+
+/* db[j] = sum over the rows of column src + j of dg: one column block per
+ * item, rows in order. */
+static void FNN_T(fnn_rnn_colsum)(int64_t rows, int64_t G, const T *dg, int64_t src,
+                                  int64_t j0, int64_t j1, T *db) {
+    for (int64_t j = j0; j < j1; j++) db[j] = 0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = j0; j < j1; j++) db[j] += dg[r * G + src + j];
+}
+
+int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, const T *w_hh,
+                           const int64_t *lengths, const T *gates, const T *hs, const T *cs,
+                           const T *dy, const T *dh_n, const T *dc_n, T *dx, T *dh0, T *dc0,
+                           T *dw_ih, T *dw_hh, T *db_ih, T *db_hh, T *dgates) {
+    const int64_t steps = s->steps, N = s->batch, In = s->input_size, H = s->hidden_size;
+    const int lstm = s->mode == FNN_RNN_LSTM, gru = s->mode == FNN_RNN_GRU;
+    const int relu = s->mode == FNN_RNN_RELU, reverse = s->reverse;
+    const int64_t xcols = fnn_rnn_x_blocks(s->mode) * H, G = gru ? 4 * H : xcols;
+    const int64_t hcols = xcols, NH = N * H, rows = steps * N;
+    const fnn_rnn_ops *ops = fnn_rnn_ops_now();
+
+    T *packed = malloc((size_t)FNN_T(fnn_packed_size)(hcols, H) * sizeof(T));
+    T *dhbuf = malloc((size_t)(2 * NH) * sizeof(T));
+    T *dc = lstm ? malloc((size_t)NH * sizeof(T)) : NULL;
+    T *zeros = calloc((size_t)H, sizeof(T));
+    if (!packed || !dhbuf || (lstm && !dc) || !zeros) {
+        free(packed);
+        free(dhbuf);
+        free(dc);
+        free(zeros);
+        return FNN_ENOMEM;
+    }
+    if (dh_n) memcpy(dhbuf, dh_n, (size_t)NH * sizeof(T));
+    else memset(dhbuf, 0, (size_t)NH * sizeof(T));
+    if (lstm && dc_n) memcpy(dc, dc_n, (size_t)NH * sizeof(T));
+    else if (lstm) memset(dc, 0, (size_t)NH * sizeof(T));
+
+    /* The input part of the gate gradients: one block of columns, except that
+     * GRU's n gate takes its input part from the fourth block. */
+    const int64_t split = gru ? 2 * H : xcols;
+    const int64_t wblocks = (xcols + FNN_RNN_ROWS - 1) / FNN_RNN_ROWS;
+    const int64_t row_blocks = (rows + FNN_RNN_ROWS - 1) / FNN_RNN_ROWS;
+    const T *hprev = hs + (reverse ? NH : 0);
+#pragma omp parallel num_threads(FNN_T(fnn_rnn_threads)(H))
+    {
+#pragma omp single
+        FNN_T(fnn_pack_b)(hcols, H, w_hh, H, 0, packed);
+        int64_t u0, u1;
+        FNN_T(fnn_rnn_units)(H, omp_get_thread_num(), omp_get_num_threads(), &u0, &u1);
+        const int64_t len = u1 - u0;
+        T *dh_cur = dhbuf, *dh_next = dhbuf + NH;
+        for (int64_t step = steps - 1; step >= 0; step--) {
+            int64_t t = reverse ? steps - 1 - step : step;
+            int64_t kin = reverse ? t + 1 : t, kout = reverse ? t : t + 1;
+            const T *gt = gates + t * N * G;
+            T *dgt = dgates + t * N * G;
+            for (int64_t n = 0; n < N && len > 0; n++) {
+                const T *g = gt + n * G + u0, *dhr = dh_cur + n * H + u0;
+                const T *dyr = dy ? dy + (t * N + n) * H + u0 : zeros;
+                T *dg = dgt + n * G + u0, *dhp = dh_next + n * H + u0;
+                if (lengths && t >= lengths[n]) {
+                    for (int64_t b = 0; b < G / H; b++) memset(dg + b * H, 0, (size_t)len * sizeof(T));
+                    memcpy(dhp, dhr, (size_t)len * sizeof(T));
+                } else if (lstm) {
+                    const T *cp = cs + kin * NH + n * H + u0, *cn = cs + kout * NH + n * H + u0;
+                    ops->OP(lstm_backward_row)(len, H, g, cp, cn, dhr, dyr, dc + n * H + u0, dg, dhp);
+                } else if (gru) {
+                    ops->OP(gru_backward_row)(len, H, g, hs + kin * NH + n * H + u0, dhr, dyr, dg, dhp);
+                } else {
+                    ops->OP(rnn_backward_row)(len, relu, g, dhr, dyr, dg, dhp);
+                }
+            }
+#pragma omp barrier
+            if (len > 0) FNN_T(fnn_gemm_packed)(N, u0, u1, hcols, dgt, G, packed, 1, dh_next, H);
+            T *swap = dh_cur;
+            dh_cur = dh_next;
+            dh_next = swap;
+        }
+        /* The gate gradients are complete (the loop's last barrier); what
+         * remains are GEMMs and sums over all steps, in fixed blocks. */
+#pragma omp for schedule(static) nowait
+        for (int64_t b = 0; b < wblocks; b++) {
+            int64_t r0 = b * FNN_RNN_ROWS, r1 = r0 + FNN_RNN_ROWS < xcols ? r0 + FNN_RNN_ROWS : xcols;
+            /* GRU: rows past 2H read the n gate's input part, one block further. */
+            int64_t mid = r0 < split && split < r1 ? split : r1;
+            FNN_T(fnn_rnn_weight_grad)(r0, mid, r0 + (r0 >= split ? H : 0), rows, In, dgates, G, x,
+                                       dw_ih);
+            if (mid < r1) FNN_T(fnn_rnn_weight_grad)(mid, r1, mid + H, rows, In, dgates, G, x, dw_ih);
+            FNN_T(fnn_rnn_weight_grad)(r0, r1, r0, rows, H, dgates, G, hprev, dw_hh);
+            if (db_ih) {
+                FNN_T(fnn_rnn_colsum)(rows, G, dgates, r0 >= split ? H : 0, r0, mid, db_ih);
+                if (mid < r1) FNN_T(fnn_rnn_colsum)(rows, G, dgates, H, mid, r1, db_ih);
+                FNN_T(fnn_rnn_colsum)(rows, G, dgates, 0, r0, r1, db_hh);
+            }
+        }
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < row_blocks; b++) {
+            int64_t r0 = b * FNN_RNN_ROWS, r1 = r0 + FNN_RNN_ROWS < rows ? r0 + FNN_RNN_ROWS : rows;
+            FNN_T(fnn_gemm)(0, 0, r1 - r0, In, split, 1, dgates + r0 * G, G, w_ih, In, 0, dx + r0 * In, In);
+            if (gru)
+                FNN_T(fnn_gemm)(0, 0, r1 - r0, In, H, 1, dgates + r0 * G + 3 * H, G, w_ih + 2 * H * In,
+                                In, 1, dx + r0 * In, In);
+        }
+    }
+    /* The loop swapped the buffers `steps` times. */
+    memcpy(dh0, dhbuf + (steps & 1) * NH, (size_t)NH * sizeof(T));
+    if (lstm) memcpy(dc0, dc, (size_t)NH * sizeof(T));
+    free(packed);
+    free(dhbuf);
+    free(dc);
+    free(zeros);
+    return FNN_OK;
+}
+
+#undef FNN_SFX2
+#undef FNN_SFX1
+#undef FNN_T
+#undef OP
+#endif
