@@ -41,8 +41,9 @@ from fastnn.pool import (adaptive_avg_pool1d, adaptive_avg_pool1d_backward, adap
                          max_pool1d, max_pool1d_backward, max_pool2d, max_pool2d_backward,
                          spatial_pyramid_pool, spatial_pyramid_pool_backward)
 from fastnn.pool import __all__ as _pool_all
+from fastnn.rnn import gru_cell, lstm_cell, rnn_cell
 
 __all__ = [
     "im2col", "col2im", "conv1d", "conv2d", "conv1d_backward", "conv2d_backward",
-    "set_num_threads", "get_num_threads", "show_config",
+    "lstm_cell", "gru_cell", "rnn_cell", "set_num_threads", "get_num_threads", "show_config",
 ] + _pool_all
