@@ -155,8 +155,8 @@ FNN_DECLARE_PACKED(double, f64)
  * LSTM, cs given (training), it keeps the activations and states the backward
  * reads, hs/cs holding the state before step t at slot t (forward) or t + 1
  * (reverse). Biases, and their gradients, may be NULL; so may dy, dh_n and
- * dc_n (zero). The backward overwrites its outputs, uses dgates (T, N, G) as
- * its workspace and ignores dy on padded steps. */
+ * dc_n (zero). The backward overwrites its outputs, and `gates` with the gate
+ * gradients (so it runs once per forward); it ignores dy on padded steps. */
 enum { FNN_RNN_LSTM = 0, FNN_RNN_GRU = 1, FNN_RNN_TANH = 2, FNN_RNN_RELU = 3 };
 typedef struct {
     int64_t steps, batch, input_size, hidden_size;
@@ -169,10 +169,9 @@ typedef struct {
                               const T *h0, const T *c0, T *y, T *h_n, T *c_n, T *gates,         \
                               T *hs, T *cs);                                                    \
     int fnn_rnn_backward_##SFX(const fnn_rnn_shape *s, const T *x, const T *w_ih,               \
-                               const T *w_hh, const int64_t *lengths, const T *gates,           \
-                               const T *hs, const T *cs, const T *dy, const T *dh_n,            \
-                               const T *dc_n, T *dx, T *dh0, T *dc0, T *dw_ih, T *dw_hh,        \
-                               T *db_ih, T *db_hh, T *dgates);
+                               const T *w_hh, const int64_t *lengths, T *gates, const T *hs,    \
+                               const T *cs, const T *dy, const T *dh_n, const T *dc_n, T *dx,   \
+                               T *dh0, T *dc0, T *dw_ih, T *dw_hh, T *db_ih, T *db_hh);
 FNN_DECLARE_RNN(float, f32)
 FNN_DECLARE_RNN(double, f64)
 

@@ -34,21 +34,20 @@
  * row's pre-activations (gate blocks H apart), b the biases in the same
  * layout; the activations are written back over g (the backward reads them).
  * Backward: dh is dL/dh_t from later steps, dy the output's gradient; they
- * write the gate gradients dg and the part of dL/dh_{t-1} that does not go
- * through W_hh. */
+ * overwrite the activations in g with the gate gradients (pre-activation) and
+ * write the part of dL/dh_{t-1} that does not go through W_hh. */
 #define FNN_RNN_OPS(T, SFX)                                                                   \
     void (*lstm_row_##SFX)(int64_t len, int64_t H, T *g, const T *b, const T *c_prev, T *c,  \
                            T *h, T *y);                                                       \
     void (*gru_row_##SFX)(int64_t len, int64_t H, T *g, const T *b, const T *h_prev, T *h,   \
                           T *y);                                                              \
     void (*rnn_row_##SFX)(int64_t len, int relu, T *g, const T *b, T *h, T *y);              \
-    void (*lstm_backward_row_##SFX)(int64_t len, int64_t H, const T *g, const T *c_prev,     \
-                                    const T *c, const T *dh, const T *dy, T *dc, T *dg,       \
-                                    T *dh_prev);                                              \
-    void (*gru_backward_row_##SFX)(int64_t len, int64_t H, const T *g, const T *h_prev,      \
-                                   const T *dh, const T *dy, T *dg, T *dh_prev);              \
-    void (*rnn_backward_row_##SFX)(int64_t len, int relu, const T *g, const T *dh,           \
-                                   const T *dy, T *dg, T *dh_prev);
+    void (*lstm_backward_row_##SFX)(int64_t len, int64_t H, T *g, const T *c_prev,           \
+                                    const T *c, const T *dh, const T *dy, T *dc, T *dh_prev); \
+    void (*gru_backward_row_##SFX)(int64_t len, int64_t H, T *g, const T *h_prev,            \
+                                   const T *dh, const T *dy, T *dh_prev);                     \
+    void (*rnn_backward_row_##SFX)(int64_t len, int relu, T *g, const T *dh, const T *dy,    \
+                                   T *dh_prev);
 typedef struct {
     FNN_RNN_OPS(float, f32)
     FNN_RNN_OPS(double, f64)
@@ -91,9 +90,8 @@ static const fnn_rnn_ops *fnn_rnn_ops_now(void) {
 }
 
 /* Rows of the all-steps GEMMs (input projection, dx) per work item: fixed, so
- * the calls do not depend on the thread count; 64 rows keep OpenBLAS's
- * repacking of the weight under 2% and the two threads within 2% of each
- * other at T * N = 3200. */
+ * the calls do not depend on the thread count; 64 keeps two threads within 2%
+ * of each other at T * N = 3200. */
 #define FNN_RNN_ROWS 64
 
 /* Gate blocks of H columns that the input and the recurrent GEMMs fill. */
@@ -254,50 +252,49 @@ static void FNN_NAME(rnn_row)(int64_t len, int relu, T *restrict g, const T *res
     }
 }
 
-static void FNN_NAME(lstm_backward_row)(int64_t len, int64_t H, const T *restrict g,
+static void FNN_NAME(lstm_backward_row)(int64_t len, int64_t H, T *restrict g,
                                         const T *restrict c_prev, const T *restrict c,
                                         const T *restrict dh, const T *restrict dy,
-                                        T *restrict dc, T *restrict dg, T *restrict dh_prev) {
+                                        T *restrict dc, T *restrict dh_prev) {
     for (int64_t u = 0; u < len; u++) {
         T i = g[u], f = g[H + u], z = g[2 * H + u], o = g[3 * H + u];
         T th = FNN_NAME(tanh)(c[u]);
         T d = dh[u] + dy[u];
         T dct = dc[u] + d * o * (1 - th * th);
-        dg[u] = dct * z * i * (1 - i);
-        dg[H + u] = dct * c_prev[u] * f * (1 - f);
-        dg[2 * H + u] = dct * i * (1 - z * z);
-        dg[3 * H + u] = d * th * o * (1 - o);
+        g[u] = dct * z * i * (1 - i);
+        g[H + u] = dct * c_prev[u] * f * (1 - f);
+        g[2 * H + u] = dct * i * (1 - z * z);
+        g[3 * H + u] = d * th * o * (1 - o);
         dc[u] = dct * f;
         dh_prev[u] = 0;
     }
 }
 
-/* dg gets r, z, the hidden part of n (what W_hn h + b_hn receives) and the
- * input part of n, in that order: the first three are the recurrent GEMM's
- * left operand, contiguous. */
-static void FNN_NAME(gru_backward_row)(int64_t len, int64_t H, const T *restrict g,
+/* The gradients of r, z, the hidden part of n (what W_hn h + b_hn receives)
+ * and the input part of n, in that order: the first three are the recurrent
+ * GEMM's left operand, contiguous. */
+static void FNN_NAME(gru_backward_row)(int64_t len, int64_t H, T *restrict g,
                                        const T *restrict h_prev, const T *restrict dh,
-                                       const T *restrict dy, T *restrict dg,
-                                       T *restrict dh_prev) {
+                                       const T *restrict dy, T *restrict dh_prev) {
     for (int64_t u = 0; u < len; u++) {
         T r = g[u], z = g[H + u], n = g[2 * H + u], hn = g[3 * H + u];
         T d = dh[u] + dy[u];
         T dn = d * (1 - z) * (1 - n * n);
-        dg[u] = dn * hn * r * (1 - r);
-        dg[H + u] = d * (h_prev[u] - n) * z * (1 - z);
-        dg[2 * H + u] = dn * r;
-        dg[3 * H + u] = dn;
+        g[u] = dn * hn * r * (1 - r);
+        g[H + u] = d * (h_prev[u] - n) * z * (1 - z);
+        g[2 * H + u] = dn * r;
+        g[3 * H + u] = dn;
         dh_prev[u] = d * z;
     }
 }
 
-static void FNN_NAME(rnn_backward_row)(int64_t len, int relu, const T *restrict g,
+static void FNN_NAME(rnn_backward_row)(int64_t len, int relu, T *restrict g,
                                        const T *restrict dh, const T *restrict dy,
-                                       T *restrict dg, T *restrict dh_prev) {
+                                       T *restrict dh_prev) {
     if (relu)
-        for (int64_t u = 0; u < len; u++) dg[u] = g[u] > 0 ? dh[u] + dy[u] : 0;
+        for (int64_t u = 0; u < len; u++) g[u] = g[u] > 0 ? dh[u] + dy[u] : 0;
     else
-        for (int64_t u = 0; u < len; u++) dg[u] = (dh[u] + dy[u]) * (1 - g[u] * g[u]);
+        for (int64_t u = 0; u < len; u++) g[u] = (dh[u] + dy[u]) * (1 - g[u] * g[u]);
     for (int64_t u = 0; u < len; u++) dh_prev[u] = 0;
 }
 
@@ -324,22 +321,34 @@ static int FNN_T(fnn_rnn_threads)(int64_t H) {
     return panels < nt ? (int)panels : nt;
 }
 
+/* Pack each gate block (H rows) of a weight: for x W^T (trans 1: B = W_b^T,
+ * k = cols) or for dG W (trans 0: B = W_b, k = H). One item per block. */
+static void FNN_T(fnn_rnn_pack_blocks)(int64_t blocks, int64_t H, int64_t cols, const T *w,
+                                       int trans, T *packed, int64_t psize) {
+#pragma omp for schedule(static) nowait
+    for (int64_t b = 0; b < blocks; b++)
+        FNN_T(fnn_pack_b)(trans ? cols : H, trans ? H : cols, w + b * H * cols, cols, trans,
+                          packed + b * psize);
+}
+
 int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, const T *w_hh,
                           const T *b_ih, const T *b_hh, const int64_t *lengths, const T *h0,
                           const T *c0, T *y, T *h_n, T *c_n, T *gates, T *hs, T *cs) {
     const int64_t steps = s->steps, N = s->batch, In = s->input_size, H = s->hidden_size;
     const int lstm = s->mode == FNN_RNN_LSTM, gru = s->mode == FNN_RNN_GRU;
     const int relu = s->mode == FNN_RNN_RELU, reverse = s->reverse, training = hs != NULL;
-    const int64_t xcols = fnn_rnn_x_blocks(s->mode) * H, G = gru ? 4 * H : xcols;
-    const int64_t hblocks = fnn_rnn_x_blocks(s->mode), NH = N * H;
-    const int64_t psize = FNN_T(fnn_packed_size)(H, H);
+    const int64_t blocks = fnn_rnn_x_blocks(s->mode), xcols = blocks * H;
+    const int64_t G = gru ? 4 * H : xcols, NH = N * H;
+    const int64_t hsize = FNN_T(fnn_packed_size)(H, H), xsize = FNN_T(fnn_packed_size)(In, H);
     const fnn_rnn_ops *ops = fnn_rnn_ops_now();
 
-    T *packed = malloc((size_t)(hblocks * psize) * sizeof(T));
+    T *packed_hh = malloc((size_t)(blocks * hsize) * sizeof(T));
+    T *packed_ih = malloc((size_t)(blocks * xsize) * sizeof(T));
     T *bias = calloc((size_t)G, sizeof(T));
     T *state = training ? NULL : malloc((size_t)(2 * NH * (lstm ? 2 : 1)) * sizeof(T));
-    if (!packed || !bias || (!training && !state)) {
-        free(packed);
+    if (!packed_hh || !packed_ih || !bias || (!training && !state)) {
+        free(packed_hh);
+        free(packed_ih);
         free(bias);
         free(state);
         return FNN_ENOMEM;
@@ -361,14 +370,18 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
     const int64_t rows = steps * N, row_blocks = (rows + FNN_RNN_ROWS - 1) / FNN_RNN_ROWS;
 #pragma omp parallel num_threads(FNN_T(fnn_rnn_threads)(H))
     {
-#pragma omp for schedule(static) nowait
-        for (int64_t b = 0; b < hblocks; b++)
-            FNN_T(fnn_pack_b)(H, H, w_hh + b * H * H, H, 1, packed + b * psize);
+        FNN_T(fnn_rnn_pack_blocks)(blocks, H, H, w_hh, 1, packed_hh, hsize);
+        FNN_T(fnn_rnn_pack_blocks)(blocks, H, In, w_ih, 1, packed_ih, xsize);
+#pragma omp barrier
+        /* The input projection of all steps, with the same packed kernel
+         * (OpenBLAS would repack W_ih and zero C in every call). */
 #pragma omp for schedule(static)
-        for (int64_t b = 0; b < row_blocks; b++) {
-            int64_t r0 = b * FNN_RNN_ROWS, r1 = r0 + FNN_RNN_ROWS < rows ? r0 + FNN_RNN_ROWS : rows;
-            FNN_T(fnn_gemm)(0, 1, r1 - r0, xcols, In, 1, x + r0 * In, In, w_ih, In, 0,
-                            gates + r0 * G, G);
+        for (int64_t rb = 0; rb < row_blocks; rb++) {
+            int64_t r0 = rb * FNN_RNN_ROWS;
+            int64_t r1 = r0 + FNN_RNN_ROWS < rows ? r0 + FNN_RNN_ROWS : rows;
+            for (int64_t b = 0; b < blocks; b++)
+                FNN_T(fnn_gemm_packed)(r1 - r0, 0, H, In, x + r0 * In, In, packed_ih + b * xsize,
+                                       0, gates + r0 * G + b * H, G);
         }
         int64_t u0, u1;
         FNN_T(fnn_rnn_units)(H, omp_get_thread_num(), omp_get_num_threads(), &u0, &u1);
@@ -379,30 +392,28 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
             const T *hin = FNN_SLOT(hbuf, kin);
             T *hout = FNN_SLOT(hbuf, kout);
             T *gt = gates + t * N * G;
-            if (len > 0) {
-                /* GRU's n block gets W_hn h alone, in its own slot. */
-                for (int64_t b = 0; b < hblocks; b++) {
-                    int alone = gru && b == 2;
-                    FNN_T(fnn_gemm_packed)(N, u0, u1, H, hin, H, packed + b * psize, !alone,
-                                           gt + (alone ? 3 : b) * H, G);
-                }
-                for (int64_t n = 0; n < N; n++) {
-                    T *g = gt + n * G + u0, *yr = y + (t * N + n) * H + u0;
-                    const T *hi = hin + n * H + u0;
-                    T *ho = hout + n * H + u0;
-                    const T *ci = lstm ? FNN_SLOT(cbuf, kin) + n * H + u0 : NULL;
-                    T *co = lstm ? FNN_SLOT(cbuf, kout) + n * H + u0 : NULL;
-                    if (lengths && t >= lengths[n]) {
-                        memcpy(ho, hi, (size_t)len * sizeof(T));
-                        if (lstm) memcpy(co, ci, (size_t)len * sizeof(T));
-                        memset(yr, 0, (size_t)len * sizeof(T));
-                    } else if (lstm) {
-                        ops->OP(lstm_row)(len, H, g, bias + u0, ci, co, ho, yr);
-                    } else if (gru) {
-                        ops->OP(gru_row)(len, H, g, bias + u0, hi, ho, yr);
-                    } else {
-                        ops->OP(rnn_row)(len, relu, g, bias + u0, ho, yr);
-                    }
+            /* GRU's n block gets W_hn h alone, in its own slot. */
+            for (int64_t b = 0; b < blocks; b++) {
+                int alone = gru && b == 2;
+                FNN_T(fnn_gemm_packed)(N, u0, u1, H, hin, H, packed_hh + b * hsize, !alone,
+                                       gt + (alone ? 3 : b) * H, G);
+            }
+            for (int64_t n = 0; n < N; n++) {
+                T *g = gt + n * G + u0, *yr = y + (t * N + n) * H + u0;
+                const T *hi = hin + n * H + u0;
+                T *ho = hout + n * H + u0;
+                const T *ci = lstm ? FNN_SLOT(cbuf, kin) + n * H + u0 : NULL;
+                T *co = lstm ? FNN_SLOT(cbuf, kout) + n * H + u0 : NULL;
+                if (lengths && t >= lengths[n]) {
+                    memcpy(ho, hi, (size_t)len * sizeof(T));
+                    if (lstm) memcpy(co, ci, (size_t)len * sizeof(T));
+                    memset(yr, 0, (size_t)len * sizeof(T));
+                } else if (lstm) {
+                    ops->OP(lstm_row)(len, H, g, bias + u0, ci, co, ho, yr);
+                } else if (gru) {
+                    ops->OP(gru_row)(len, H, g, bias + u0, hi, ho, yr);
+                } else {
+                    ops->OP(rnn_row)(len, relu, g, bias + u0, ho, yr);
                 }
             }
 #pragma omp barrier
@@ -411,22 +422,14 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
     memcpy(h_n, FNN_SLOT(hbuf, last), (size_t)NH * sizeof(T));
     if (lstm) memcpy(c_n, FNN_SLOT(cbuf, last), (size_t)NH * sizeof(T));
 #undef FNN_SLOT
-    free(packed);
+    free(packed_hh);
+    free(packed_ih);
     free(bias);
     free(state);
     return FNN_OK;
 }
 
-/* c (rows r0..r1 of an M x n result) = the columns [j0, j0 + r1 - r0) of a
- * (K x lda) transposed, times b (K x n): a weight gradient summed over all
- * steps in one GEMM. */
-static void FNN_T(fnn_rnn_weight_grad)(int64_t r0, int64_t r1, int64_t j0, int64_t K,
-                                       int64_t n, const T *a, int64_t lda, const T *b, T *c) {
-    FNN_T(fnn_gemm)(1, 0, r1 - r0, n, K, 1, a + j0, lda, b, n, 0, c + r0 * n, n);
-}
-
-/* db[j] = sum over the rows of column src + j of dg: one column block per
- * item, rows in order. */
+/* db[j] = sum over all rows of column src + j of dg, rows in order. */
 static void FNN_T(fnn_rnn_colsum)(int64_t rows, int64_t G, const T *dg, int64_t src,
                                   int64_t j0, int64_t j1, T *db) {
     for (int64_t j = j0; j < j1; j++) db[j] = 0;
@@ -434,23 +437,50 @@ static void FNN_T(fnn_rnn_colsum)(int64_t rows, int64_t G, const T *dg, int64_t 
         for (int64_t j = j0; j < j1; j++) db[j] += dg[r * G + src + j];
 }
 
+/* Rows [r0, r1) of the weight and bias gradients, all steps at once: dW_ih
+ * = dG_x^T x, dW_hh = dG_h^T h_prev, db = column sums. For GRU, the input part
+ * of row j >= 2H (the n gate) is column j + H of dG (the fourth block), so
+ * a range crossing 2H is done in two pieces. */
+static void FNN_T(fnn_rnn_param_grads)(int64_t r0, int64_t r1, int64_t split, int64_t H,
+                                       int64_t rows, int64_t G, int64_t In, const T *dg,
+                                       const T *x, const T *hprev, T *dw_ih, T *dw_hh,
+                                       T *db_ih, T *db_hh) {
+    for (int64_t a = r0; a < r1;) {
+        int64_t b = a < split && split < r1 ? split : r1, src = a >= split ? H : 0;
+        FNN_T(fnn_gemm)(1, 0, b - a, In, rows, 1, dg + a + src, G, x, In, 0, dw_ih + a * In, In);
+        if (db_ih) FNN_T(fnn_rnn_colsum)(rows, G, dg, src, a, b, db_ih);
+        a = b;
+    }
+    FNN_T(fnn_gemm)(1, 0, r1 - r0, H, rows, 1, dg + r0, G, hprev, H, 0, dw_hh + r0 * H, H);
+    if (db_hh) FNN_T(fnn_rnn_colsum)(rows, G, dg, 0, r0, r1, db_hh);
+}
+
+/* Parts of the weight gradients' rows: few, because OpenBLAS repacks the
+ * whole other operand (x or h_prev, all steps) for every part (64-row parts
+ * spent 11% of an LSTM's training there); fixed, so that the thread count
+ * does not change the calls. */
+#define FNN_RNN_WEIGHT_PARTS 4
+
 int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, const T *w_hh,
-                           const int64_t *lengths, const T *gates, const T *hs, const T *cs,
+                           const int64_t *lengths, T *gates, const T *hs, const T *cs,
                            const T *dy, const T *dh_n, const T *dc_n, T *dx, T *dh0, T *dc0,
-                           T *dw_ih, T *dw_hh, T *db_ih, T *db_hh, T *dgates) {
+                           T *dw_ih, T *dw_hh, T *db_ih, T *db_hh) {
     const int64_t steps = s->steps, N = s->batch, In = s->input_size, H = s->hidden_size;
     const int lstm = s->mode == FNN_RNN_LSTM, gru = s->mode == FNN_RNN_GRU;
     const int relu = s->mode == FNN_RNN_RELU, reverse = s->reverse;
-    const int64_t xcols = fnn_rnn_x_blocks(s->mode) * H, G = gru ? 4 * H : xcols;
-    const int64_t hcols = xcols, NH = N * H, rows = steps * N;
+    const int64_t blocks = fnn_rnn_x_blocks(s->mode), xcols = blocks * H;
+    const int64_t G = gru ? 4 * H : xcols, NH = N * H, rows = steps * N;
+    const int64_t hsize = FNN_T(fnn_packed_size)(xcols, H), xsize = FNN_T(fnn_packed_size)(H, In);
     const fnn_rnn_ops *ops = fnn_rnn_ops_now();
 
-    T *packed = malloc((size_t)FNN_T(fnn_packed_size)(hcols, H) * sizeof(T));
+    T *packed_hh = malloc((size_t)hsize * sizeof(T));
+    T *packed_ih = malloc((size_t)(blocks * xsize) * sizeof(T));
     T *dhbuf = malloc((size_t)(2 * NH) * sizeof(T));
     T *dc = lstm ? malloc((size_t)NH * sizeof(T)) : NULL;
     T *zeros = calloc((size_t)H, sizeof(T));
-    if (!packed || !dhbuf || (lstm && !dc) || !zeros) {
-        free(packed);
+    if (!packed_hh || !packed_ih || !dhbuf || (lstm && !dc) || !zeros) {
+        free(packed_hh);
+        free(packed_ih);
         free(dhbuf);
         free(dc);
         free(zeros);
@@ -461,16 +491,15 @@ int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, c
     if (lstm && dc_n) memcpy(dc, dc_n, (size_t)NH * sizeof(T));
     else if (lstm) memset(dc, 0, (size_t)NH * sizeof(T));
 
-    /* The input part of the gate gradients: one block of columns, except that
-     * GRU's n gate takes its input part from the fourth block. */
     const int64_t split = gru ? 2 * H : xcols;
-    const int64_t wblocks = (xcols + FNN_RNN_ROWS - 1) / FNN_RNN_ROWS;
     const int64_t row_blocks = (rows + FNN_RNN_ROWS - 1) / FNN_RNN_ROWS;
     const T *hprev = hs + (reverse ? NH : 0);
 #pragma omp parallel num_threads(FNN_T(fnn_rnn_threads)(H))
     {
-#pragma omp single
-        FNN_T(fnn_pack_b)(hcols, H, w_hh, H, 0, packed);
+#pragma omp single nowait
+        FNN_T(fnn_pack_b)(xcols, H, w_hh, H, 0, packed_hh);
+        FNN_T(fnn_rnn_pack_blocks)(blocks, H, In, w_ih, 0, packed_ih, xsize);
+#pragma omp barrier
         int64_t u0, u1;
         FNN_T(fnn_rnn_units)(H, omp_get_thread_num(), omp_get_num_threads(), &u0, &u1);
         const int64_t len = u1 - u0;
@@ -478,60 +507,53 @@ int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, c
         for (int64_t step = steps - 1; step >= 0; step--) {
             int64_t t = reverse ? steps - 1 - step : step;
             int64_t kin = reverse ? t + 1 : t, kout = reverse ? t : t + 1;
-            const T *gt = gates + t * N * G;
-            T *dgt = dgates + t * N * G;
-            for (int64_t n = 0; n < N && len > 0; n++) {
-                const T *g = gt + n * G + u0, *dhr = dh_cur + n * H + u0;
+            T *gt = gates + t * N * G;
+            for (int64_t n = 0; n < N; n++) {
+                T *g = gt + n * G + u0;
+                const T *dhr = dh_cur + n * H + u0;
                 const T *dyr = dy ? dy + (t * N + n) * H + u0 : zeros;
-                T *dg = dgt + n * G + u0, *dhp = dh_next + n * H + u0;
+                T *dhp = dh_next + n * H + u0;
                 if (lengths && t >= lengths[n]) {
-                    for (int64_t b = 0; b < G / H; b++) memset(dg + b * H, 0, (size_t)len * sizeof(T));
+                    for (int64_t b = 0; b < G / H; b++) memset(g + b * H, 0, (size_t)len * sizeof(T));
                     memcpy(dhp, dhr, (size_t)len * sizeof(T));
                 } else if (lstm) {
                     const T *cp = cs + kin * NH + n * H + u0, *cn = cs + kout * NH + n * H + u0;
-                    ops->OP(lstm_backward_row)(len, H, g, cp, cn, dhr, dyr, dc + n * H + u0, dg, dhp);
+                    ops->OP(lstm_backward_row)(len, H, g, cp, cn, dhr, dyr, dc + n * H + u0, dhp);
                 } else if (gru) {
-                    ops->OP(gru_backward_row)(len, H, g, hs + kin * NH + n * H + u0, dhr, dyr, dg, dhp);
+                    ops->OP(gru_backward_row)(len, H, g, hs + kin * NH + n * H + u0, dhr, dyr, dhp);
                 } else {
-                    ops->OP(rnn_backward_row)(len, relu, g, dhr, dyr, dg, dhp);
+                    ops->OP(rnn_backward_row)(len, relu, g, dhr, dyr, dhp);
                 }
             }
 #pragma omp barrier
-            if (len > 0) FNN_T(fnn_gemm_packed)(N, u0, u1, hcols, dgt, G, packed, 1, dh_next, H);
+            FNN_T(fnn_gemm_packed)(N, u0, u1, xcols, gt, G, packed_hh, 1, dh_next, H);
             T *swap = dh_cur;
             dh_cur = dh_next;
             dh_next = swap;
         }
         /* The gate gradients are complete (the loop's last barrier); what
-         * remains are GEMMs and sums over all steps, in fixed blocks. */
+         * remains are GEMMs and sums over all steps, in fixed parts. */
 #pragma omp for schedule(static) nowait
-        for (int64_t b = 0; b < wblocks; b++) {
-            int64_t r0 = b * FNN_RNN_ROWS, r1 = r0 + FNN_RNN_ROWS < xcols ? r0 + FNN_RNN_ROWS : xcols;
-            /* GRU: rows past 2H read the n gate's input part, one block further. */
-            int64_t mid = r0 < split && split < r1 ? split : r1;
-            FNN_T(fnn_rnn_weight_grad)(r0, mid, r0 + (r0 >= split ? H : 0), rows, In, dgates, G, x,
-                                       dw_ih);
-            if (mid < r1) FNN_T(fnn_rnn_weight_grad)(mid, r1, mid + H, rows, In, dgates, G, x, dw_ih);
-            FNN_T(fnn_rnn_weight_grad)(r0, r1, r0, rows, H, dgates, G, hprev, dw_hh);
-            if (db_ih) {
-                FNN_T(fnn_rnn_colsum)(rows, G, dgates, r0 >= split ? H : 0, r0, mid, db_ih);
-                if (mid < r1) FNN_T(fnn_rnn_colsum)(rows, G, dgates, H, mid, r1, db_ih);
-                FNN_T(fnn_rnn_colsum)(rows, G, dgates, 0, r0, r1, db_hh);
-            }
-        }
+        for (int64_t part = 0; part < FNN_RNN_WEIGHT_PARTS; part++)
+            FNN_T(fnn_rnn_param_grads)(xcols * part / FNN_RNN_WEIGHT_PARTS,
+                                       xcols * (part + 1) / FNN_RNN_WEIGHT_PARTS, split, H, rows,
+                                       G, In, gates, x, hprev, dw_ih, dw_hh, db_ih, db_hh);
 #pragma omp for schedule(static)
-        for (int64_t b = 0; b < row_blocks; b++) {
-            int64_t r0 = b * FNN_RNN_ROWS, r1 = r0 + FNN_RNN_ROWS < rows ? r0 + FNN_RNN_ROWS : rows;
-            FNN_T(fnn_gemm)(0, 0, r1 - r0, In, split, 1, dgates + r0 * G, G, w_ih, In, 0, dx + r0 * In, In);
-            if (gru)
-                FNN_T(fnn_gemm)(0, 0, r1 - r0, In, H, 1, dgates + r0 * G + 3 * H, G, w_ih + 2 * H * In,
-                                In, 1, dx + r0 * In, In);
+        for (int64_t rb = 0; rb < row_blocks; rb++) {
+            int64_t r0 = rb * FNN_RNN_ROWS;
+            int64_t r1 = r0 + FNN_RNN_ROWS < rows ? r0 + FNN_RNN_ROWS : rows;
+            for (int64_t b = 0; b < blocks; b++) {
+                int64_t src = gru && b == 2 ? 3 : b;
+                FNN_T(fnn_gemm_packed)(r1 - r0, 0, In, H, gates + r0 * G + src * H, G,
+                                       packed_ih + b * xsize, b > 0, dx + r0 * In, In);
+            }
         }
     }
     /* The loop swapped the buffers `steps` times. */
     memcpy(dh0, dhbuf + (steps & 1) * NH, (size_t)NH * sizeof(T));
     if (lstm) memcpy(dc0, dc, (size_t)NH * sizeof(T));
-    free(packed);
+    free(packed_hh);
+    free(packed_ih);
     free(dhbuf);
     free(dc);
     free(zeros);

@@ -422,14 +422,14 @@ def rnn_forward(geometry, const floating[::1] x, const floating[::1] w_ih,
 
 
 def rnn_backward(geometry, const floating[::1] x, const floating[::1] w_ih,
-                 const floating[::1] w_hh, const int64_t[::1] lengths,
-                 const floating[::1] gates, const floating[::1] hs, const floating[::1] cs,
-                 const floating[::1] dy, const floating[::1] dh_n, const floating[::1] dc_n,
-                 floating[::1] dx, floating[::1] dh0, floating[::1] dc0, floating[::1] dw_ih,
-                 floating[::1] dw_hh, floating[::1] db_ih, floating[::1] db_hh,
-                 floating[::1] dgates):
-    """Backward through time of rnn_forward (trained); dy, dh_n, dc_n, lengths and the
-    bias gradients may be None; cs, dc0 (and dc_n when given) are for LSTM only."""
+                 const floating[::1] w_hh, const int64_t[::1] lengths, floating[::1] gates,
+                 const floating[::1] hs, const floating[::1] cs, const floating[::1] dy,
+                 const floating[::1] dh_n, const floating[::1] dc_n, floating[::1] dx,
+                 floating[::1] dh0, floating[::1] dc0, floating[::1] dw_ih, floating[::1] dw_hh,
+                 floating[::1] db_ih, floating[::1] db_hh):
+    """Backward through time of rnn_forward (trained), overwriting `gates` with the
+    gate gradients; dy, dh_n, dc_n, lengths and the bias gradients may be None; cs,
+    dc0 (and dc_n when given) are for LSTM only."""
     cdef fnn_rnn_shape s = _rnn_shape(geometry)
     cdef int status
     cdef bint lstm = s.mode == FNN_RNN_LSTM
@@ -448,7 +448,6 @@ def rnn_backward(geometry, const floating[::1] x, const floating[::1] w_ih,
     _need(dh0.shape[0], NH, "dh0")
     _need(dw_ih.shape[0], w_ih.shape[0], "dw_ih")
     _need(dw_hh.shape[0], w_hh.shape[0], "dw_hh")
-    _need(dgates.shape[0], gates.shape[0], "dgates")
     _need_opt(cs, 0 if cs is None else cs.shape[0], (s.steps + 1) * NH, "cs", lstm)
     _need_opt(dc0, 0 if dc0 is None else dc0.shape[0], NH, "dc0", lstm)
     _need_opt(dy, 0 if dy is None else dy.shape[0], s.steps * NH, "dy", False)
@@ -477,9 +476,9 @@ def rnn_backward(geometry, const floating[::1] x, const floating[::1] w_ih,
         if floating is float:
             status = fnn_rnn_backward_f32(&s, &x[0], &w_ih[0], &w_hh[0], plen, &gates[0],
                                           &hs[0], pcs, pdy, pdh_n, pdc_n, &dx[0], &dh0[0], pdc0,
-                                          &dw_ih[0], &dw_hh[0], pdb_ih, pdb_hh, &dgates[0])
+                                          &dw_ih[0], &dw_hh[0], pdb_ih, pdb_hh)
         else:
             status = fnn_rnn_backward_f64(&s, &x[0], &w_ih[0], &w_hh[0], plen, &gates[0],
                                           &hs[0], pcs, pdy, pdh_n, pdc_n, &dx[0], &dh0[0], pdc0,
-                                          &dw_ih[0], &dw_hh[0], pdb_ih, pdb_hh, &dgates[0])
+                                          &dw_ih[0], &dw_hh[0], pdb_ih, pdb_hh)
     _check(status)

@@ -33,7 +33,7 @@ class _Tape(NamedTuple):
     w_hh: Array
     has_bias: bool
     lengths: Optional[Array]
-    gates: Array
+    gates: list  # [the kept activations (T, N, G)], emptied by the backward that consumes them
     hs: Array
     cs: Optional[Array]
 
@@ -96,7 +96,7 @@ def rnn_sequence(mode: str, x: Array, h0: Array, c0: Optional[Array], w_ih: Arra
     _kernels.rnn_forward(geo, _flat(x), _flat(w_ih), _flat(w_hh), b_ih, b_hh, lengths,
                          _flat(h0), _flat(c0), _flat(y), _flat(h_n), _flat(c_n), _flat(gates),
                          _flat(hs), _flat(cs))
-    tape = (_Tape(geo, x, w_ih, w_hh, b_ih is not None, lengths, gates, hs, cs)
+    tape = (_Tape(geo, x, w_ih, w_hh, b_ih is not None, lengths, [gates], hs, cs)
             if training else None)
     return y, h_n, c_n, tape
 
@@ -132,6 +132,8 @@ def rnn_sequence_backward(tape: _Tape, grad_y: Optional[Array], grad_h_n: Option
     """
     if not isinstance(tape, _Tape):
         raise TypeError("tape must be what rnn_sequence(..., training=True) returned")
+    if not tape.gates:
+        raise RuntimeError("this tape was already used by a backward; run the forward again")
     geo = tape.geometry
     steps, batch, _, hidden = geo[:4]
     lstm = tape.cs is not None
@@ -148,11 +150,11 @@ def rnn_sequence_backward(tape: _Tape, grad_y: Optional[Array], grad_h_n: Option
     dw_hh = np.empty_like(tape.w_hh)
     db_ih = np.empty(tape.w_hh.shape[0], dtype) if tape.has_bias else None
     db_hh = np.empty(tape.w_hh.shape[0], dtype) if tape.has_bias else None
-    dgates = np.empty_like(tape.gates)
+    gates = tape.gates.pop()  # the backward overwrites them with the gate gradients
     _kernels.rnn_backward(geo, _flat(tape.x), _flat(tape.w_ih), _flat(tape.w_hh), tape.lengths,
-                          _flat(tape.gates), _flat(tape.hs), _flat(tape.cs), _flat(dy),
+                          _flat(gates), _flat(tape.hs), _flat(tape.cs), _flat(dy),
                           _flat(dh_n), _flat(dc_n), _flat(dx), _flat(dh0), _flat(dc0),
-                          _flat(dw_ih), _flat(dw_hh), db_ih, db_hh, _flat(dgates))
+                          _flat(dw_ih), _flat(dw_hh), db_ih, db_hh)
     return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
 
 
