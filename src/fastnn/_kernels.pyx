@@ -348,12 +348,11 @@ cdef int64_t _x_gates(fnn_rnn_shape *s):
     return (4 if s.mode == FNN_RNN_LSTM else 3 if s.mode == FNN_RNN_GRU else 1) * s.hidden_size
 
 
-cdef void _need_rnn(fnn_rnn_shape *s, Py_ssize_t nx, Py_ssize_t nw_ih, Py_ssize_t nw_hh,
-                    Py_ssize_t ngates) except *:
+cdef void _need_rnn(fnn_rnn_shape *s, Py_ssize_t nx, Py_ssize_t nw_ih,
+                    Py_ssize_t nw_hh) except *:
     _need(nx, s.steps * s.batch * s.input_size, "x")
     _need(nw_ih, _x_gates(s) * s.input_size, "w_ih")
     _need(nw_hh, _x_gates(s) * s.hidden_size, "w_hh")
-    _need(ngates, s.steps * s.batch * _gate_width(s), "gates")
 
 
 cdef void _need_opt(object arr, Py_ssize_t have, int64_t want, str name, bint needed) except *:
@@ -370,10 +369,10 @@ def rnn_forward(geometry, const floating[::1] x, const floating[::1] w_ih,
                 const int64_t[::1] lengths, const floating[::1] h0, const floating[::1] c0,
                 floating[::1] y, floating[::1] h_n, floating[::1] c_n, floating[::1] gates,
                 floating[::1] hs, floating[::1] cs):
-    """One layer and direction of a recurrence; biases, lengths, hs and cs may be None.
+    """One layer and direction of a recurrence; biases and lengths may be None.
 
-    c0, c_n (and cs when hs is given) are for LSTM only; hs (and cs) given
-    means training: they and `gates` keep what rnn_backward needs.
+    c0, c_n (and cs when training) are for LSTM only. gates, hs (and cs) given
+    means training: they keep what rnn_backward needs; else all are None.
     """
     cdef fnn_rnn_shape s = _rnn_shape(geometry)
     cdef int status
@@ -383,10 +382,13 @@ def rnn_forward(geometry, const floating[::1] x, const floating[::1] w_ih,
     cdef const floating *pb_hh = NULL
     cdef const floating *pc0 = NULL
     cdef floating *pc_n = NULL
+    cdef floating *pgates = NULL
     cdef floating *phs = NULL
     cdef floating *pcs = NULL
     cdef const int64_t *plen = NULL
-    _need_rnn(&s, x.shape[0], w_ih.shape[0], w_hh.shape[0], gates.shape[0])
+    _need_rnn(&s, x.shape[0], w_ih.shape[0], w_hh.shape[0])
+    _need_opt(gates, 0 if gates is None else gates.shape[0], s.steps * s.batch * _gate_width(&s),
+              "gates", training)
     _need(h0.shape[0], NH, "h0")
     _need(h_n.shape[0], NH, "h_n")
     _need(y.shape[0], s.steps * NH, "y")
@@ -406,6 +408,7 @@ def rnn_forward(geometry, const floating[::1] x, const floating[::1] w_ih,
         pc0 = &c0[0]
         pc_n = &c_n[0]
     if training:
+        pgates = &gates[0]
         phs = &hs[0]
         if lstm:
             pcs = &cs[0]
@@ -414,10 +417,10 @@ def rnn_forward(geometry, const floating[::1] x, const floating[::1] w_ih,
     with nogil:
         if floating is float:
             status = fnn_rnn_forward_f32(&s, &x[0], &w_ih[0], &w_hh[0], pb_ih, pb_hh, plen,
-                                         &h0[0], pc0, &y[0], &h_n[0], pc_n, &gates[0], phs, pcs)
+                                         &h0[0], pc0, &y[0], &h_n[0], pc_n, pgates, phs, pcs)
         else:
             status = fnn_rnn_forward_f64(&s, &x[0], &w_ih[0], &w_hh[0], pb_ih, pb_hh, plen,
-                                         &h0[0], pc0, &y[0], &h_n[0], pc_n, &gates[0], phs, pcs)
+                                         &h0[0], pc0, &y[0], &h_n[0], pc_n, pgates, phs, pcs)
     _check(status)
 
 
@@ -442,7 +445,8 @@ def rnn_backward(geometry, const floating[::1] x, const floating[::1] w_ih,
     cdef floating *pdb_ih = NULL
     cdef floating *pdb_hh = NULL
     cdef const int64_t *plen = NULL
-    _need_rnn(&s, x.shape[0], w_ih.shape[0], w_hh.shape[0], gates.shape[0])
+    _need_rnn(&s, x.shape[0], w_ih.shape[0], w_hh.shape[0])
+    _need(gates.shape[0], s.steps * s.batch * _gate_width(&s), "gates")
     _need(hs.shape[0], (s.steps + 1) * NH, "hs")
     _need(dx.shape[0], x.shape[0], "dx")
     _need(dh0.shape[0], NH, "dh0")

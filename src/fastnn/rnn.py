@@ -90,7 +90,7 @@ def rnn_sequence(mode: str, x: Array, h0: Array, c0: Optional[Array], w_ih: Arra
     y = np.empty((steps, batch, hidden), dtype)
     h_n = np.empty((batch, hidden), dtype)
     c_n = np.empty((batch, hidden), dtype) if lstm else None
-    gates = np.empty((steps, batch, _gate_width(geo)), dtype)
+    gates = np.empty((steps, batch, _gate_width(geo)), dtype) if training else None
     hs = np.empty((steps + 1, batch, hidden), dtype) if training else None
     cs = np.empty((steps + 1, batch, hidden), dtype) if training and lstm else None
     _kernels.rnn_forward(geo, _flat(x), _flat(w_ih), _flat(w_hh), b_ih, b_hh, lengths,
