@@ -133,15 +133,21 @@ int fnn_gemm_batch_f32(int64_t batch, int64_t m, int64_t n, int64_t k, const flo
 int fnn_gemm_batch_f64(int64_t batch, int64_t m, int64_t n, int64_t k, const double *a,
                        const double *b, double *c);
 
-/* gemm_packed.c: C = A @ B with B packed once into panels and reused by many
- * calls (the recurrent weight of a sequence). Each call computes the columns
- * [n0, n1) of C, n0 a multiple of fnn_packed_nr, on the calling thread;
- * beta 0 writes C, beta 1 adds to it. trans_b 1 packs B = W^T from W (n x k). */
-#define FNN_DECLARE_PACKED(T, SFX)                                                            \
-    int64_t fnn_packed_nr_##SFX(void);                                                        \
-    int64_t fnn_packed_size_##SFX(int64_t k, int64_t n);                                      \
-    void fnn_pack_b_##SFX(int64_t k, int64_t n, const T *b, int64_t ldb, int trans_b, T *bp); \
-    void fnn_gemm_packed_##SFX(int64_t m, int64_t n0, int64_t n1, int64_t k, const T *a,      \
+/* gemm_packed.c: C = A @ B with B packed once and reused by many calls (the recurrent
+ * weight of an LSTM/GRU step loop). B (k x n) is stored in panels of fnn_packed_nr
+ * columns (that of the instruction set in use), the last panel padded with zeros.
+ * - fnn_pack_b: B[p][j] = b[p*ldb + j] (trans_b = 0) or b[j*ldb + p] (trans_b = 1:
+ *   b is an n x k weight W and B = W^T), into fnn_packed_size elements at bp.
+ * - fnn_gemm_packed: c[i*ldc + j] = (beta ? c[i*ldc + j] : 0) + sum_p a[i*lda + p] * B[p][j]
+ *   for i < m and n0 <= j < n1, n0 a multiple of fnn_packed_nr; beta is 0 or 1 (with 0,
+ *   c is only written). Single-threaded, re-entrant, allocates nothing: one thread per
+ *   column range. Element (i, j) does not depend on n0, n1 or m, so ranges split over
+ *   threads give the bits of one call. */
+#define FNN_DECLARE_PACKED(T, SFX)                                                             \
+    int64_t fnn_packed_nr_##SFX(void);                                                         \
+    int64_t fnn_packed_size_##SFX(int64_t k, int64_t n);                                       \
+    void fnn_pack_b_##SFX(int64_t k, int64_t n, const T *b, int64_t ldb, int trans_b, T *bp);  \
+    void fnn_gemm_packed_##SFX(int64_t m, int64_t n0, int64_t n1, int64_t k, const T *a,       \
                                int64_t lda, const T *bp, int beta, T *c, int64_t ldc);
 FNN_DECLARE_PACKED(float, f32)
 FNN_DECLARE_PACKED(double, f64)

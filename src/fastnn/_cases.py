@@ -140,3 +140,25 @@ POOL_CASES = [
     PoolCase("spp124_max_256x13_b8", "spatial_pyramid_pool", (8, 256, 13, 13),
              {"levels": (1, 2, 4), "mode": "max"}),
 ]
+
+
+class GemmStepCase(NamedTuple):
+    """One per-step GEMM of a recurrence: c (m, n) = a (m, k) @ W.T, W (n, k) the same
+    weight at every step (the packed-panel kernel's use, csrc/gemm_packed.c)."""
+    name: str
+    m: int
+    n: int
+    k: int
+
+    def flops(self) -> int:
+        return 2 * self.m * self.n * self.k
+
+
+# Forward: batch x gates (4H for an LSTM, 3H for a GRU) x hidden H. Backward: the
+# gradient of the hidden state, batch x H x gates.
+GEMM_STEP_CASES = [GemmStepCase(f"{name}_{m}x{n}x{k}", m, n, k) for name, m, n, k in [
+    ("lstm_h256", 32, 1024, 256), ("lstm_h512", 64, 2048, 512), ("lstm_h128_b1", 1, 512, 128),
+    ("gru_h256", 32, 768, 256), ("gru_h512", 64, 1536, 512), ("gru_h128_b1", 1, 384, 128),
+    ("lstm_h256_dh", 32, 256, 1024), ("lstm_h512_dh", 64, 512, 2048),
+    ("lstm_h128_b1_dh", 1, 128, 512),
+]]

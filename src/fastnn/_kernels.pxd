@@ -78,6 +78,19 @@ cdef extern from "fastnn.h" nogil:
                                       const int64_t *out_hw, int is_max, const double *dy,
                                       const int64_t *idx, double *dx)
 
+    int64_t fnn_packed_nr_f32()
+    int64_t fnn_packed_nr_f64()
+    int64_t fnn_packed_size_f32(int64_t k, int64_t n)
+    int64_t fnn_packed_size_f64(int64_t k, int64_t n)
+    void fnn_pack_b_f32(int64_t k, int64_t n, const float *b, int64_t ldb, int trans_b,
+                        float *bp)
+    void fnn_pack_b_f64(int64_t k, int64_t n, const double *b, int64_t ldb, int trans_b,
+                        double *bp)
+    void fnn_gemm_packed_f32(int64_t m, int64_t n0, int64_t n1, int64_t k, const float *a,
+                             int64_t lda, const float *bp, int beta, float *c, int64_t ldc)
+    void fnn_gemm_packed_f64(int64_t m, int64_t n0, int64_t n1, int64_t k, const double *a,
+                             int64_t lda, const double *bp, int beta, double *c, int64_t ldc)
+
     enum:
         FNN_RNN_LSTM
         FNN_RNN_GRU

@@ -8,6 +8,7 @@ exception. Every function has one body for float32 and float64 (fused type).
 """
 from cython cimport floating
 from libc.stdint cimport int64_t
+from libc.stdlib cimport free, malloc
 
 
 fnn_init()
@@ -326,6 +327,81 @@ def pyramid_pool_backward(geometry, const int64_t[::1] out_hw, bint is_max,
         return False
     _check(status)
     return True
+
+
+# --------------------------------------------------------------------------- packed GEMM
+
+
+def packed_nr(str typecode):
+    """Panel width of the packed GEMM for 'f' (float32) or 'd' (float64) on the
+    instruction set in use: column ranges of gemm_packed start at multiples of it."""
+    if typecode == "f":
+        return fnn_packed_nr_f32()
+    if typecode == "d":
+        return fnn_packed_nr_f64()
+    raise ValueError(f"packed_nr: typecode 'f' or 'd', not {typecode!r}")
+
+
+cdef int64_t _row_stride(Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t rows, Py_ssize_t cols,
+                         Py_ssize_t itemsize, str name) except -1:
+    """Elements from one row of a matrix to the next (a single row: its width). Each row
+    must be contiguous, the rows in order and apart (slices of wider arrays are fine)."""
+    if cols > 1 and s1 != itemsize:
+        raise ValueError(f"gemm_packed: the rows of {name} must be contiguous")
+    if rows == 1:
+        return cols
+    if s0 % itemsize or s0 < cols * itemsize:
+        raise ValueError(f"gemm_packed: the rows of {name} must follow one another")
+    return s0 // itemsize
+
+
+def gemm_packed(const floating[:, :] a, const floating[:, :] b, bint trans_b,
+                Py_ssize_t n0, Py_ssize_t n1, bint beta, floating[:, :] c,
+                Py_ssize_t steps=1):
+    """c[:, n0:n1] = (c[:, n0:n1] if beta else 0) + (a @ B)[:, n0:n1], B = b.T if trans_b
+    else b, with B packed into a fresh buffer first; with beta false c is only written.
+
+    Not public API: the test and benchmark hook of the recurrent per-step GEMM. Rows
+    of a, b and c may lie further apart than their width (slices of wider arrays);
+    n0 must be a multiple of packed_nr. `steps` repeats the product on one packing,
+    as a step loop does (with beta, c then gains a @ B that many times).
+    """
+    cdef int64_t m = a.shape[0], k = a.shape[1]
+    cdef int64_t n = b.shape[0] if trans_b else b.shape[1]
+    cdef int64_t nr, size
+    cdef Py_ssize_t step
+    cdef int64_t lda = _row_stride(a.strides[0], a.strides[1], a.shape[0], a.shape[1],
+                                   sizeof(floating), "a")
+    cdef int64_t ldb = _row_stride(b.strides[0], b.strides[1], b.shape[0], b.shape[1],
+                                   sizeof(floating), "b")
+    cdef int64_t ldc = _row_stride(c.strides[0], c.strides[1], c.shape[0], c.shape[1],
+                                   sizeof(floating), "c")
+    cdef floating *bp
+    if (b.shape[1] if trans_b else b.shape[0]) != k or c.shape[0] != m or c.shape[1] != n:
+        raise ValueError("gemm_packed: shapes of a, b, c do not fit c = a @ op(b)")
+    if m == 0 or n == 0 or k == 0:
+        raise ValueError("gemm_packed: empty operand")
+    if floating is float:
+        nr, size = fnn_packed_nr_f32(), fnn_packed_size_f32(k, n)
+    else:
+        nr, size = fnn_packed_nr_f64(), fnn_packed_size_f64(k, n)
+    if not 0 <= n0 <= n1 <= n or n0 % nr:
+        raise ValueError(f"gemm_packed: columns [{n0}, {n1}) of {n}, start a multiple of {nr}")
+    if steps < 1:
+        raise ValueError("gemm_packed: steps must be at least 1")
+    bp = <floating *>malloc(size * sizeof(floating))
+    if bp == NULL:
+        raise MemoryError("gemm_packed: no memory for the packed operand")
+    with nogil:
+        if floating is float:
+            fnn_pack_b_f32(k, n, &b[0, 0], ldb, trans_b, bp)
+            for step in range(steps):
+                fnn_gemm_packed_f32(m, n0, n1, k, &a[0, 0], lda, bp, beta, &c[0, 0], ldc)
+        else:
+            fnn_pack_b_f64(k, n, &b[0, 0], ldb, trans_b, bp)
+            for step in range(steps):
+                fnn_gemm_packed_f64(m, n0, n1, k, &a[0, 0], lda, bp, beta, &c[0, 0], ldc)
+        free(bp)
 
 
 # --------------------------------------------------------------------------- recurrences
