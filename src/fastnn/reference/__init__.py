@@ -14,7 +14,10 @@ from fastnn.reference.pool import (adaptive_avg_pool1d, adaptive_avg_pool1d_back
                                    global_avg_pool2d, global_max_pool2d, max_pool1d,
                                    max_pool1d_backward, max_pool2d, max_pool2d_backward,
                                    spatial_pyramid_pool, spatial_pyramid_pool_backward)
+from fastnn.reference.rnn import (gru_cell, lstm_cell, rnn_cell, rnn_sequence,
+                                  rnn_sequence_backward)
 from fastnn.pool import __all__ as _pool_all
 
-__all__ = ["im2col", "col2im", "conv1d", "conv2d", "conv1d_backward",
-           "conv2d_backward"] + _pool_all
+__all__ = (["im2col", "col2im", "conv1d", "conv2d", "conv1d_backward", "conv2d_backward"]
+           + _pool_all
+           + ["lstm_cell", "gru_cell", "rnn_cell", "rnn_sequence", "rnn_sequence_backward"])
