@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fastnn import reference as ref
-from fastnn.reference.rnn import GATES, MODES
+from fastnn._validate import RNN_GATES as GATES, RNN_MODES as MODES
 
 from conftest import assert_close
 

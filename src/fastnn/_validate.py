@@ -506,25 +506,9 @@ def prepare_spp_backward(grad_output, x, levels, mode):
 
 # --------------------------------------------------------------------------- recurrences
 
-# The C kernels' mode numbers, and the gate blocks of H rows in W_ih / W_hh.
-RNN_MODES = {"lstm": 0, "gru": 1, "rnn_tanh": 2, "rnn_relu": 3}
+RNN_MODES = ("lstm", "gru", "rnn_tanh", "rnn_relu")
+# Gate blocks of H rows in W_ih (G*H, I) and W_hh (G*H, H).
 RNN_GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
-
-
-class RNNGeometry(NamedTuple):
-    """Sizes of one layer and direction of a recurrence, as the C `fnn_rnn_shape`."""
-    steps: int
-    batch: int
-    input_size: int
-    hidden_size: int
-    mode: int
-    reverse: int
-
-
-def rnn_mode(mode) -> str:
-    if mode not in RNN_MODES:
-        raise ValueError(f"mode must be one of {sorted(RNN_MODES)}, got {mode!r}")
-    return mode
 
 
 def nonlinearity_mode(nonlinearity) -> str:
@@ -534,99 +518,124 @@ def nonlinearity_mode(nonlinearity) -> str:
     return "rnn_" + nonlinearity
 
 
-def rnn_weights(mode: str, w_ih: np.ndarray, w_hh: np.ndarray, b_ih, b_hh,
-                input_size: int) -> int:
-    """Check W_ih (G*H, I), W_hh (G*H, H), biases (G*H,) (both or neither); return H."""
-    gates = RNN_GATES[mode]
-    check_ndim(w_ih, 2, "w_ih", f"({gates}*hidden_size, input_size)")
-    check_ndim(w_hh, 2, "w_hh", f"({gates}*hidden_size, hidden_size)")
+def rnn_weights(gates: int, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray | None,
+                b_hh: np.ndarray | None) -> int:
+    """Check w_hh (gates*H, H), w_ih (gates*H, I), biases (gates*H,) with H, I >= 1; return H."""
+    check_ndim(w_hh, 2, "w_hh", f"({gates}*H, H)")
     rows, hidden = w_hh.shape
-    if rows != gates * hidden or hidden < 1:
-        raise ValueError(f"w_hh must have shape ({gates}*H, H) for {mode}, got {w_hh.shape}")
-    if w_ih.shape != (gates * hidden, input_size):
-        raise ValueError(
-            f"w_ih must have shape ({gates * hidden}, {input_size}) to match w_hh "
-            f"{w_hh.shape} and an input of size {input_size}, got {w_ih.shape}")
-    if (b_ih is None) != (b_hh is None):
-        raise ValueError("b_ih and b_hh must both be given or both be None")
-    for b, name in ((b_ih, "b_ih"), (b_hh, "b_hh")):
-        if b is not None:
-            check_shape(b, (gates * hidden,), name)
+    if hidden < 1 or rows != gates * hidden:
+        raise ValueError(f"w_hh must have shape ({gates}*H, H) with H >= 1, got {w_hh.shape}")
+    check_ndim(w_ih, 2, "w_ih", f"({gates}*H, I)")
+    if w_ih.shape[0] != rows or w_ih.shape[1] < 1:
+        raise ValueError(f"w_ih must have shape ({gates}*H, I) = ({rows}, I) with I >= 1 to "
+                         f"match w_hh {w_hh.shape}, got {w_ih.shape}")
+    for name, bias in (("b_ih", b_ih), ("b_hh", b_hh)):
+        if bias is not None:
+            check_shape(bias, (rows,), name)
     return hidden
 
 
-def check_rnn_sizes(steps: int, batch: int, input_size: int, hidden: int, gates: int) -> None:
+def _rnn_input_size(x: np.ndarray, w_ih: np.ndarray) -> None:
+    if x.shape[-1] != w_ih.shape[1]:
+        raise ValueError(f"x has {x.shape[-1]} features (shape {x.shape}) but w_ih "
+                         f"{w_ih.shape} expects I = {w_ih.shape[1]}")
+
+
+def _rnn_state(name: str, state: np.ndarray, shape: Tuple[int, ...], x: np.ndarray,
+               w_hh: np.ndarray) -> None:
+    if state.shape != shape:
+        raise ValueError(f"{name} must have shape {shape} for x {x.shape} and w_hh "
+                         f"{w_hh.shape}, got {state.shape}")
+
+
+def prepare_cell(gates: int, x, states: dict, w_ih, w_hh, b_ih, b_hh):
+    """Validated (x, states, (w_ih, w_hh, b_ih, b_hh), unbatched) of one cell step, x and
+    the states made 2-d: an unbatched x (I,) with states (H,) becomes a batch of one."""
+    arrays, _ = float_arrays(x=x, **states, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
+    x, *state_arrays, w_ih, w_hh, b_ih, b_hh = arrays
+    hidden = rnn_weights(gates, w_ih, w_hh, b_ih, b_hh)
+    if x.ndim not in (1, 2):
+        raise ValueError(f"x must be 2-d (N, I) or 1-d (I,) unbatched, got shape {x.shape}")
+    if x.shape[0] < 1:
+        raise ValueError(f"x has an empty dimension: shape {x.shape}")
+    _rnn_input_size(x, w_ih)
+    for name, state in zip(states, state_arrays):
+        _rnn_state(name, state, x.shape[:-1] + (hidden,), x, w_hh)
+    unbatched = x.ndim == 1
+    if unbatched:
+        x, state_arrays = x[None], [s[None] for s in state_arrays]
+    return x, state_arrays, (w_ih, w_hh, b_ih, b_hh), unbatched
+
+
+def state_pair(hx) -> Tuple[object, object]:
+    """An LSTM state (h, c)."""
+    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+        raise TypeError(f"hx must be a pair (h, c) of arrays, got {type(hx).__name__}")
+    return hx[0], hx[1]
+
+
+def rnn_lengths(lengths, batch: int, steps: int, x_shape: Tuple[int, ...]) -> np.ndarray | None:
+    """lengths as int64 (N,) in [1, T], or None (every sequence runs all T steps)."""
+    if lengths is None:
+        return None
+    lengths = np.asarray(lengths)
+    if lengths.dtype.kind not in "iu":
+        raise TypeError(f"lengths must be an integer array, got dtype {lengths.dtype}")
+    if lengths.shape != (batch,):
+        raise ValueError(f"lengths must have shape (N,) = ({batch},) for x {x_shape}, got "
+                         f"{lengths.shape}")
+    if lengths.min() < 1 or lengths.max() > steps:
+        raise ValueError(f"lengths must lie in [1, T] = [1, {steps}] for x {x_shape}, got "
+                         f"values from {lengths.min()} to {lengths.max()}")
+    return np.ascontiguousarray(lengths, dtype=np.int64)
+
+
+def prepare_rnn_sequence(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse):
+    """Validated (x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse) of one layer and
+    direction of a recurrence; lengths None or int64 (N,); c0 None unless 'lstm'."""
+    if mode not in RNN_MODES:
+        raise ValueError(f"mode must be one of {RNN_MODES}, got {mode!r}")
+    (x, h0, c0, w_ih, w_hh, b_ih, b_hh), _ = float_arrays(
+        x=x, h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
+    if (b_ih is None) != (b_hh is None):
+        raise ValueError("b_ih and b_hh must both be given or both be None, got "
+                         f"b_ih {'None' if b_ih is None else b_ih.shape} and "
+                         f"b_hh {'None' if b_hh is None else b_hh.shape}")
+    if h0 is None:
+        raise ValueError("h0 is required: an (N, H) array (zeros for a fresh start)")
+    if mode == "lstm" and c0 is None:
+        raise ValueError("c0 is required for mode 'lstm': an (N, H) array")
+    if mode != "lstm" and c0 is not None:
+        raise ValueError(f"c0 must be None for mode {mode!r} (only the LSTM has a cell "
+                         f"state), got shape {c0.shape}")
+    hidden = rnn_weights(RNN_GATES[mode], w_ih, w_hh, b_ih, b_hh)
+    check_ndim(x, 3, "x", "(T, N, I)")
+    if min(x.shape) < 1:
+        raise ValueError(f"x has an empty dimension: shape {x.shape}")
+    _rnn_input_size(x, w_ih)
+    steps, batch, _ = x.shape
+    for name, state in (("h0", h0), ("c0", c0)):
+        if state is not None:
+            _rnn_state(name, state, (batch, hidden), x, w_hh)
+    lengths = rnn_lengths(lengths, batch, steps, x.shape)
+    return x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, as_bool(reverse, "reverse")
+
+
+def check_rnn_sizes(steps: int, batch: int, input_size: int, hidden: int) -> None:
     """The 32-bit BLAS limits on the all-steps GEMMs (rows, columns, leading dimensions)."""
-    width = max(gates, 4) * hidden
-    if (steps * batch > _BLAS_MAX or width > _BLAS_MAX or input_size > _BLAS_MAX
-            or steps * batch * max(width, input_size) > 2**62):
+    width = 4 * hidden
+    if steps * batch > _BLAS_MAX or width > _BLAS_MAX or input_size > _BLAS_MAX:
         raise ValueError(
             f"recurrence too large: {steps} steps x batch {batch} with input size "
             f"{input_size} and hidden size {hidden} exceeds the 32-bit BLAS limits")
 
 
-def as_lengths(lengths, batch: int, steps: int) -> np.ndarray | None:
-    """lengths (N,) of ints in [1, T] as int64, or None."""
-    if lengths is None:
+def rnn_upstream(grad, name: str, shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+    """An upstream gradient of a recurrence backward: None, or of `dtype` and `shape`."""
+    if grad is None:
         return None
-    arr = np.asarray(lengths)
-    if arr.dtype.kind not in "iu" or arr.dtype == np.bool_:
-        raise TypeError(f"lengths must be integers, got dtype {arr.dtype}")
-    if arr.shape != (batch,):
-        raise ValueError(f"lengths must have shape ({batch},) (one per sequence), got {arr.shape}")
-    if batch and (arr.min() < 1 or arr.max() > steps):
-        raise ValueError(
-            f"lengths must lie in [1, {steps}] (the sequence length), got values from "
-            f"{arr.min()} to {arr.max()}")
-    return np.ascontiguousarray(arr, dtype=np.int64)
-
-
-def prepare_rnn_sequence(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse):
-    """Validated arrays and geometry of one layer and direction of a recurrence.
-
-    Returns (geometry, (x, h0, c0, w_ih, w_hh, b_ih, b_hh), lengths); c0 is None
-    unless mode is 'lstm'.
-    """
-    mode = rnn_mode(mode)
-    lstm = mode == "lstm"
-    if lstm and c0 is None:
-        raise ValueError("c0 is required for mode 'lstm'")
-    if not lstm and c0 is not None:
-        raise ValueError(f"c0 is only for mode 'lstm', not {mode!r}")
-    arrays, _ = float_arrays(x=x, h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh = arrays
-    check_ndim(x, 3, "x", "(T, N, input_size)")
-    steps, batch, input_size = x.shape
-    if steps < 1 or batch < 1 or input_size < 1:
-        raise ValueError(f"x must have non-zero sizes, got shape {x.shape}")
-    hidden = rnn_weights(mode, w_ih, w_hh, b_ih, b_hh, input_size)
-    check_shape(h0, (batch, hidden), "h0")
-    if lstm:
-        check_shape(c0, (batch, hidden), "c0")
-    check_rnn_sizes(steps, batch, input_size, hidden, RNN_GATES[mode])
-    geo = RNNGeometry(steps, batch, input_size, hidden, RNN_MODES[mode],
-                      int(as_bool(reverse, "reverse")))
-    arrays = tuple(None if a is None else contiguous(a)
-                   for a in (x, h0, c0, w_ih, w_hh, b_ih, b_hh))
-    return geo, arrays, as_lengths(lengths, batch, steps)
-
-
-def prepare_cell(mode: str, x, h, c, w_ih, w_hh, b_ih, b_hh):
-    """Validated arrays of one recurrent cell step; x (N, I) or unbatched (I,).
-
-    Returns (x, h, c, w_ih, w_hh, b_ih, b_hh, unbatched), every state 2-d.
-    """
-    arrays, _ = float_arrays(input=x, h=h, c=c, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
-    x, h, c, w_ih, w_hh, b_ih, b_hh = arrays
-    if x.ndim not in (1, 2):
-        raise ValueError(f"input must be (N, input_size) or (input_size,), got shape {x.shape}")
-    unbatched = x.ndim == 1
-    x2 = x[None] if unbatched else x
-    hidden = rnn_weights(mode, w_ih, w_hh, b_ih, b_hh, x2.shape[1])
-    want = (hidden,) if unbatched else (x.shape[0], hidden)
-    for state, name in ((h, "hx"), (c, "cx")):
-        if state is not None:
-            check_shape(state, want, name)
-    h2 = None if h is None else h.reshape(x2.shape[0], hidden)
-    c2 = None if c is None else c.reshape(x2.shape[0], hidden)
-    return x2, h2, c2, w_ih, w_hh, b_ih, b_hh, unbatched
+    grad = as_float_array(grad, name)
+    if grad.dtype != dtype:
+        raise TypeError(f"dtype mismatch: {name} is {grad.dtype}, the forward ran in {dtype}")
+    check_shape(grad, shape, name)
+    return grad

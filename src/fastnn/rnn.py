@@ -17,12 +17,26 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from fastnn import _kernels
-from fastnn._validate import (RNNGeometry, check_shape, contiguous, float_arrays,
-                              nonlinearity_mode, prepare_cell, prepare_rnn_sequence)
+from fastnn._validate import (RNN_GATES, check_rnn_sizes, contiguous, nonlinearity_mode,
+                              prepare_cell, prepare_rnn_sequence, rnn_upstream, state_pair)
 
 __all__ = ["rnn_sequence", "rnn_sequence_backward", "lstm_cell", "gru_cell", "rnn_cell"]
 
 Array = np.ndarray
+
+
+class RNNGeometry(NamedTuple):
+    """Sizes of one layer and direction of a recurrence, as the C `fnn_rnn_shape`."""
+    steps: int
+    batch: int
+    input_size: int
+    hidden_size: int
+    mode: int
+    reverse: int
+
+
+# The C kernels' mode numbers (csrc/fastnn.h).
+_MODE_NUMBERS = {"lstm": 0, "gru": 1, "rnn_tanh": 2, "rnn_relu": 3}
 
 
 class _Tape(NamedTuple):
@@ -40,6 +54,10 @@ class _Tape(NamedTuple):
 
 def _flat(a: Optional[Array]) -> Optional[Array]:
     return None if a is None else a.reshape(-1)
+
+
+def _mode_name(geo: RNNGeometry) -> str:
+    return next(k for k, v in _MODE_NUMBERS.items() if v == geo.mode)
 
 
 def _gate_width(geo: RNNGeometry) -> int:
@@ -81,10 +99,19 @@ def rnn_sequence(mode: str, x: Array, h0: Array, c0: Optional[Array], w_ih: Arra
     c_n : ndarray, shape (N, H), or None unless 'lstm'
     tape : the backward's input, or None when not training
     """
-    geo, arrays, lengths = prepare_rnn_sequence(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
-                                                lengths, reverse)
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh = arrays
-    steps, batch, _, hidden = geo[:4]
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse = prepare_rnn_sequence(
+        mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse)
+    steps, batch, size = x.shape
+    hidden = w_hh.shape[1]
+    check_rnn_sizes(steps, batch, size, hidden)
+    geo = RNNGeometry(steps, batch, size, hidden, _MODE_NUMBERS[mode], int(reverse))
+    if lengths is not None and lengths.min() < steps:
+        # Padded steps are never read, as in PyTorch: zero them, so that the weight
+        # gradient (one GEMM over every step, padded ones with a zero gate
+        # gradient) cannot pick up a NaN or inf there.
+        x = np.where((np.arange(steps)[:, None] < lengths)[:, :, None], x, 0)
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh = (None if a is None else contiguous(a)
+                                         for a in (x, h0, c0, w_ih, w_hh, b_ih, b_hh))
     lstm = c0 is not None
     dtype = x.dtype
     y = np.empty((steps, batch, hidden), dtype)
@@ -99,18 +126,6 @@ def rnn_sequence(mode: str, x: Array, h0: Array, c0: Optional[Array], w_ih: Arra
     tape = (_Tape(geo, x, w_ih, w_hh, b_ih is not None, lengths, [gates], hs, cs)
             if training else None)
     return y, h_n, c_n, tape
-
-
-def _upstream(grad: Optional[Array], shape: Tuple[int, ...], dtype: np.dtype,
-              name: str) -> Optional[Array]:
-    """An upstream gradient of the tape's dtype and the given shape, or None (zero)."""
-    if grad is None:
-        return None
-    (grad,), got = float_arrays(**{name: grad})
-    if got != dtype:
-        raise TypeError(f"{name} has dtype {got}, the forward ran in {dtype}")
-    check_shape(grad, shape, name)
-    return contiguous(grad)
 
 
 def rnn_sequence_backward(tape: _Tape, grad_y: Optional[Array], grad_h_n: Optional[Array] = None,
@@ -131,18 +146,20 @@ def rnn_sequence_backward(tape: _Tape, grad_y: Optional[Array], grad_h_n: Option
         forward had no biases.
     """
     if not isinstance(tape, _Tape):
-        raise TypeError("tape must be what rnn_sequence(..., training=True) returned")
+        raise TypeError("tape must be the tape returned by fastnn.rnn.rnn_sequence(..., "
+                        f"training=True), got {type(tape).__name__}")
     if not tape.gates:
         raise RuntimeError("this tape was already used by a backward; run the forward again")
     geo = tape.geometry
     steps, batch, _, hidden = geo[:4]
     lstm = tape.cs is not None
     dtype = tape.x.dtype
-    dy = _upstream(grad_y, (steps, batch, hidden), dtype, "grad_y")
-    dh_n = _upstream(grad_h_n, (batch, hidden), dtype, "grad_h_n")
-    dc_n = _upstream(grad_c_n, (batch, hidden), dtype, "grad_c_n") if lstm else None
     if grad_c_n is not None and not lstm:
-        raise ValueError("grad_c_n is only for LSTM")
+        raise ValueError(f"grad_c_n must be None for mode {_mode_name(geo)!r} (no cell state)")
+    dy, dh_n, dc_n = (None if g is None else contiguous(g) for g in (
+        rnn_upstream(grad_y, "grad_y", (steps, batch, hidden), dtype),
+        rnn_upstream(grad_h_n, "grad_h_n", (batch, hidden), dtype),
+        rnn_upstream(grad_c_n, "grad_c_n", (batch, hidden), dtype)))
     dx = np.empty_like(tape.x)
     dh0 = np.empty((batch, hidden), dtype)
     dc0 = np.empty((batch, hidden), dtype) if lstm else None
@@ -158,21 +175,19 @@ def rnn_sequence_backward(tape: _Tape, grad_y: Optional[Array], grad_h_n: Option
     return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
 
 
-def _cell(mode: str, x, h, c, w_ih, w_hh, b_ih, b_hh):
+def _cell(mode: str, x, states: dict, w_ih, w_hh, b_ih, b_hh):
     """One step of a recurrence: the fused sequence kernel with T = 1."""
-    x, h, c, w_ih, w_hh, b_ih, b_hh, unbatched = prepare_cell(mode, x, h, c, w_ih, w_hh,
-                                                              b_ih, b_hh)
+    x, states, (w_ih, w_hh, b_ih, b_hh), unbatched = prepare_cell(
+        RNN_GATES[mode], x, states, w_ih, w_hh, b_ih, b_hh)
+    if (b_ih is None) != (b_hh is None):  # a cell may have one bias: the kernel takes both
+        b_ih, b_hh = (np.zeros_like(b_hh) if b_ih is None else b_ih,
+                      np.zeros_like(b_ih) if b_hh is None else b_hh)
+    h, c = states if mode == "lstm" else (states[0], None)
     _, h_n, c_n, _ = rnn_sequence(mode, x[None], h, c, w_ih, w_hh, b_ih, b_hh, training=False)
     if unbatched:
         h_n = h_n[0]
         c_n = None if c_n is None else c_n[0]
     return h_n, c_n
-
-
-def _state_pair(hx, name: str = "hx"):
-    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-        raise TypeError(f"{name} must be a pair (h, c) for an LSTM cell, got {type(hx).__name__}")
-    return hx
 
 
 def lstm_cell(x: Array, hx: Tuple[Array, Array], w_ih: Array, w_hh: Array,
@@ -182,17 +197,17 @@ def lstm_cell(x: Array, hx: Tuple[Array, Array], w_ih: Array, w_hh: Array,
     Gates i, f, g, o: c' = f * c + i * g, h' = o * tanh(c'); weights (4H, I)
     and (4H, H), as ``torch.nn.LSTMCell``.
     """
-    h, c = _state_pair(hx)
-    return _cell("lstm", x, h, c, w_ih, w_hh, b_ih, b_hh)
+    h, c = state_pair(hx)
+    return _cell("lstm", x, {"h": h, "c": c}, w_ih, w_hh, b_ih, b_hh)
 
 
 def gru_cell(x: Array, h: Array, w_ih: Array, w_hh: Array, b_ih: Optional[Array] = None,
              b_hh: Optional[Array] = None) -> Array:
     """One GRU step: h' = (1 - z) * n + z * h, n = tanh(W_in x + b_in + r * (W_hn h + b_hn))."""
-    return _cell("gru", x, h, None, w_ih, w_hh, b_ih, b_hh)[0]
+    return _cell("gru", x, {"h": h}, w_ih, w_hh, b_ih, b_hh)[0]
 
 
 def rnn_cell(x: Array, h: Array, w_ih: Array, w_hh: Array, b_ih: Optional[Array] = None,
              b_hh: Optional[Array] = None, nonlinearity: str = "tanh") -> Array:
     """One Elman RNN step: h' = act(W_ih x + b_ih + W_hh h + b_hh), act tanh or relu."""
-    return _cell(nonlinearity_mode(nonlinearity), x, h, None, w_ih, w_hh, b_ih, b_hh)[0]
+    return _cell(nonlinearity_mode(nonlinearity), x, {"h": h}, w_ih, w_hh, b_ih, b_hh)[0]

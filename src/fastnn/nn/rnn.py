@@ -14,8 +14,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 import fastnn.rnn
-from fastnn._validate import (RNN_GATES, as_bool, as_int, as_lengths, check_shape,
-                              float_arrays, nonlinearity_mode)
+from fastnn._validate import (RNN_GATES, as_bool, as_int, check_shape, float_arrays,
+                              nonlinearity_mode, rnn_lengths)
 from fastnn.nn.module import Module, ModuleList, Parameter
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "DilatedRNN"]
@@ -149,7 +149,7 @@ class _RNNBase(Module):
         if size != self.input_size:
             raise ValueError(f"input has {size} features per step, the layer expects "
                              f"input_size={self.input_size} (input shape {x.shape})")
-        lengths = as_lengths(lengths, batch, steps)
+        lengths = rnn_lengths(lengths, batch, steps, x.shape)
         h0, c0 = self._states(hx, batch, unbatched)
         layer_input, tapes, masks, h_n, c_n = seq, [], [], [], []
         for layer in range(self.num_layers):

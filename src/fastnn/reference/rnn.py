@@ -93,13 +93,9 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from fastnn._validate import (as_bool, as_float_array, check_ndim, check_shape,
-                              float_arrays)
+from fastnn._validate import (as_bool, nonlinearity_mode, prepare_cell, prepare_rnn_sequence,
+                              rnn_upstream, state_pair)
 
-MODES = ("lstm", "gru", "rnn_tanh", "rnn_relu")
-NONLINEARITIES = ("tanh", "relu")
-# Gates stacked in the rows of the weights: W_ih is (GATES * H, I), W_hh is (GATES * H, H).
-GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 
 Saved = Dict[str, np.ndarray]
 
@@ -154,100 +150,6 @@ class SequenceTape(NamedTuple):
 # --------------------------------------------------------------------------- validation
 
 
-def _check_weights(gates: int, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: Optional[np.ndarray],
-                   b_hh: Optional[np.ndarray]) -> Weights:
-    """w_hh (gates*H, H), w_ih (gates*H, I), biases (gates*H,), with H, I >= 1."""
-    check_ndim(w_hh, 2, "w_hh", f"({gates}*H, H)")
-    rows, hidden = w_hh.shape
-    if hidden < 1 or rows != gates * hidden:
-        raise ValueError(f"w_hh must have shape ({gates}*H, H) with H >= 1, got {w_hh.shape}")
-    check_ndim(w_ih, 2, "w_ih", f"({gates}*H, I)")
-    if w_ih.shape[0] != rows or w_ih.shape[1] < 1:
-        raise ValueError(f"w_ih must have shape ({gates}*H, I) = ({rows}, I) with I >= 1 to "
-                         f"match w_hh {w_hh.shape}, got {w_ih.shape}")
-    for name, bias in (("b_ih", b_ih), ("b_hh", b_hh)):
-        if bias is not None:
-            check_shape(bias, (rows,), name)
-    return Weights(w_ih, w_hh, b_ih, b_hh)
-
-
-def _check_input_size(x: np.ndarray, w: Weights) -> None:
-    if x.shape[-1] != w.input_size:
-        raise ValueError(f"x has {x.shape[-1]} features (shape {x.shape}) but w_ih "
-                         f"{w.ih.shape} expects I = {w.input_size}")
-
-
-def _check_state(name: str, state: np.ndarray, shape: Tuple[int, ...], x: np.ndarray,
-                 w: Weights) -> None:
-    if state.shape != shape:
-        raise ValueError(f"{name} must have shape {shape} for x {x.shape} and w_hh "
-                         f"{w.hh.shape}, got {state.shape}")
-
-
-def _prepare_cell(gates: int, x, states: Dict[str, object], w_ih, w_hh, b_ih, b_hh):
-    """Validated (x, states, weights, unbatched) of a cell call, with x and the states
-    made 2-d: an unbatched x (I,) with states (H,) becomes a batch of one."""
-    arrays, _ = float_arrays(x=x, **states, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
-    x, *state_arrays, w_ih, w_hh, b_ih, b_hh = arrays
-    w = _check_weights(gates, w_ih, w_hh, b_ih, b_hh)
-    if x.ndim not in (1, 2):
-        raise ValueError(f"x must be 2-d (N, I) or 1-d (I,) unbatched, got shape {x.shape}")
-    if x.shape[0] < 1:
-        raise ValueError(f"x has an empty dimension: shape {x.shape}")
-    _check_input_size(x, w)
-    for name, state in zip(states, state_arrays):
-        _check_state(name, state, x.shape[:-1] + (w.hidden_size,), x, w)
-    unbatched = x.ndim == 1
-    if unbatched:
-        x, state_arrays = x[None], [s[None] for s in state_arrays]
-    return x, state_arrays, w, unbatched
-
-
-def _check_lengths(lengths, x: np.ndarray) -> np.ndarray:
-    """lengths as int64 (N,) in [1, T]; None means every sequence runs all T steps."""
-    steps, batch = x.shape[:2]
-    if lengths is None:
-        return np.full(batch, steps, dtype=np.int64)
-    lengths = np.asarray(lengths)
-    if lengths.dtype.kind not in "iu":
-        raise TypeError(f"lengths must be an integer array, got dtype {lengths.dtype}")
-    if lengths.shape != (batch,):
-        raise ValueError(f"lengths must have shape (N,) = ({batch},) for x {x.shape}, got "
-                         f"{lengths.shape}")
-    if lengths.min() < 1 or lengths.max() > steps:
-        raise ValueError(f"lengths must lie in [1, T] = [1, {steps}] for x {x.shape}, got "
-                         f"values from {lengths.min()} to {lengths.max()}")
-    return lengths.astype(np.int64)
-
-
-def _prepare_sequence(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
-    """Validated (x, h0, c0, weights, lengths) of an rnn_sequence call."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    (x, h0, c0, w_ih, w_hh, b_ih, b_hh), _ = float_arrays(
-        x=x, h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
-    if (b_ih is None) != (b_hh is None):
-        raise ValueError("b_ih and b_hh must both be given or both be None, got "
-                         f"b_ih {'None' if b_ih is None else b_ih.shape} and "
-                         f"b_hh {'None' if b_hh is None else b_hh.shape}")
-    if h0 is None:
-        raise ValueError("h0 is required: an (N, H) array (zeros for a fresh start)")
-    if mode == "lstm" and c0 is None:
-        raise ValueError("c0 is required for mode 'lstm': an (N, H) array")
-    if mode != "lstm" and c0 is not None:
-        raise ValueError(f"c0 must be None for mode {mode!r} (only the LSTM has a cell "
-                         f"state), got shape {c0.shape}")
-    w = _check_weights(GATES[mode], w_ih, w_hh, b_ih, b_hh)
-    check_ndim(x, 3, "x", "(T, N, I)")
-    if min(x.shape) < 1:
-        raise ValueError(f"x has an empty dimension: shape {x.shape}")
-    _check_input_size(x, w)
-    for name, state in (("h0", h0), ("c0", c0)):
-        if state is not None:
-            _check_state(name, state, (x.shape[1], w.hidden_size), x, w)
-    return x, h0, c0, w, _check_lengths(lengths, x)
-
-
 def _prepare_backward(tape, grad_y, grad_h_n, grad_c_n):
     """Validated upstream gradients (grad_y, dh, dc) of a backward call, as fresh arrays
     (zeros where None was given; dc is None but for the LSTM)."""
@@ -261,13 +163,8 @@ def _prepare_backward(tape, grad_y, grad_h_n, grad_c_n):
     dtype = tape.weights.ih.dtype
 
     def upstream(grad, name: str, shape: Tuple[int, ...]) -> np.ndarray:
-        if grad is None:
-            return np.zeros(shape, dtype=dtype)
-        grad = as_float_array(grad, name)
-        if grad.dtype != dtype:
-            raise TypeError(f"dtype mismatch: {name} is {grad.dtype}, the forward ran in {dtype}")
-        check_shape(grad, shape, name)
-        return grad.copy()
+        grad = rnn_upstream(grad, name, shape, dtype)
+        return np.zeros(shape, dtype=dtype) if grad is None else grad.copy()
 
     grad_y = upstream(grad_y, "grad_y", (steps, batch, hidden))
     dh = upstream(grad_h_n, "grad_h_n", (batch, hidden))
@@ -410,10 +307,9 @@ def lstm_cell(x: np.ndarray, hx: Tuple[np.ndarray, np.ndarray], w_ih: np.ndarray
         The new states, shaped like the old ones, in x's dtype:
         c = f * c_prev + i * g and h = o * tanh(c).
     """
-    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-        raise TypeError(f"hx must be a pair (h, c) of arrays, got {type(hx).__name__}")
-    x, (h, c), w, unbatched = _prepare_cell(4, x, {"h": hx[0], "c": hx[1]}, w_ih, w_hh,
-                                            b_ih, b_hh)
+    h, c = state_pair(hx)
+    x, (h, c), w, unbatched = prepare_cell(4, x, {"h": h, "c": c}, w_ih, w_hh, b_ih, b_hh)
+    w = Weights(*w)
     h_new, c_new, _ = _lstm_step(x, h, c, w)
     return _unbatch(h_new, unbatched), _unbatch(c_new, unbatched)
 
@@ -442,8 +338,8 @@ def gru_cell(x: np.ndarray, h: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray,
         The new hidden state (1 - z) * n + z * h, shaped like h, in x's dtype, with
         n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
     """
-    x, (h,), w, unbatched = _prepare_cell(3, x, {"h": h}, w_ih, w_hh, b_ih, b_hh)
-    h_new, _ = _gru_step(x, h, w)
+    x, (h,), w, unbatched = prepare_cell(3, x, {"h": h}, w_ih, w_hh, b_ih, b_hh)
+    h_new, _ = _gru_step(x, h, Weights(*w))
     return _unbatch(h_new, unbatched)
 
 
@@ -469,10 +365,9 @@ def rnn_cell(x: np.ndarray, h: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray,
     ndarray
         phi(W_ih x + b_ih + W_hh h + b_hh), shaped like h, in x's dtype.
     """
-    if nonlinearity not in NONLINEARITIES:
-        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-    x, (h,), w, unbatched = _prepare_cell(1, x, {"h": h}, w_ih, w_hh, b_ih, b_hh)
-    h_new, _ = _rnn_step(x, h, w, relu=nonlinearity == "relu")
+    relu = nonlinearity_mode(nonlinearity) == "rnn_relu"
+    x, (h,), w, unbatched = prepare_cell(1, x, {"h": h}, w_ih, w_hh, b_ih, b_hh)
+    h_new, _ = _rnn_step(x, h, Weights(*w), relu=relu)
     return _unbatch(h_new, unbatched)
 
 
@@ -520,9 +415,13 @@ def rnn_sequence(mode: str, x: np.ndarray, h0: np.ndarray, c0: Optional[np.ndarr
     tape : SequenceTape or None
         What `rnn_sequence_backward` needs.
     """
-    x, h0, c0, w, lengths = _prepare_sequence(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths)
-    reverse, training = as_bool(reverse, "reverse"), as_bool(training, "training")
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse = prepare_rnn_sequence(
+        mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse)
+    w = Weights(w_ih, w_hh, b_ih, b_hh)
+    training = as_bool(training, "training")
     steps, batch, _ = x.shape
+    if lengths is None:
+        lengths = np.full(batch, steps, dtype=np.int64)
     h = h0.copy()
     c = None if c0 is None else c0.copy()
     y = np.zeros((steps, batch, w.hidden_size), dtype=x.dtype)
