@@ -560,6 +560,8 @@ def prepare_cell(gates: int, x, states: dict, w_ih, w_hh, b_ih, b_hh):
         raise ValueError(f"x has an empty dimension: shape {x.shape}")
     _rnn_input_size(x, w_ih)
     for name, state in zip(states, state_arrays):
+        if state is None:
+            raise TypeError(f"{name} must be a float32 or float64 array, got None")
         _rnn_state(name, state, x.shape[:-1] + (hidden,), x, w_hh)
     unbatched = x.ndim == 1
     if unbatched:

@@ -17,7 +17,7 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from fastnn import _kernels
-from fastnn._validate import (RNN_GATES, check_rnn_sizes, contiguous, nonlinearity_mode,
+from fastnn._validate import (RNN_GATES, as_bool, check_rnn_sizes, contiguous, nonlinearity_mode,
                               prepare_cell, prepare_rnn_sequence, rnn_upstream, state_pair)
 
 __all__ = ["rnn_sequence", "rnn_sequence_backward", "lstm_cell", "gru_cell", "rnn_cell"]
@@ -113,6 +113,7 @@ def rnn_sequence(mode: str, x: Array, h0: Array, c0: Optional[Array], w_ih: Arra
     x, h0, c0, w_ih, w_hh, b_ih, b_hh = (None if a is None else contiguous(a)
                                          for a in (x, h0, c0, w_ih, w_hh, b_ih, b_hh))
     lstm = c0 is not None
+    training = as_bool(training, "training")
     dtype = x.dtype
     y = np.empty((steps, batch, hidden), dtype)
     h_n = np.empty((batch, hidden), dtype)

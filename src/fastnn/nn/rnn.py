@@ -8,6 +8,7 @@ PyTorch's; ``lengths`` gives what PyTorch's packed sequences give.
 """
 from __future__ import annotations
 
+import numbers
 from types import ModuleType
 from typing import List, Optional, Sequence, Tuple
 
@@ -38,6 +39,8 @@ def _uniform_init(rng: np.random.Generator, shape: Tuple[int, ...], hidden: int,
 
 
 def _input(x, dtype: np.dtype, name: str = "input") -> Array:
+    if x is None:
+        raise TypeError(f"{name} must be a float32 or float64 array, got None")
     (x,), got = float_arrays(**{name: x})
     if got != dtype:
         raise TypeError(f"{name} has dtype {got} but the layer's parameters are {dtype}; "
@@ -62,7 +65,8 @@ class _RNNBase(Module):
         self.bias = as_bool(bias, "bias")
         self.batch_first = as_bool(batch_first, "batch_first")
         self.bidirectional = as_bool(bidirectional, "bidirectional")
-        if not 0.0 <= float(dropout) <= 1.0 or isinstance(dropout, bool):
+        if (isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, numbers.Real)
+                or not 0.0 <= float(dropout) <= 1.0):
             raise ValueError(f"dropout must be a probability in [0, 1], got {dropout!r}")
         self.dropout = float(dropout)
         self.dtype = _layer_dtype(dtype)
@@ -330,15 +334,11 @@ class _CellBase(Module):
         else:
             if lstm and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
                 raise TypeError("hx must be a pair (h, c) for an LSTMCell")
-            pair = hx if lstm else (hx, None)
-            states = []
-            for s, n in zip(pair, ("hx", "cx")):
-                if s is not None:
-                    s = _input(s, self.dtype, n)
-                    check_shape(s, shape[1:] if unbatched else shape, n)
-                    s = s.reshape(shape)
-                states.append(s)
-            h, c = states
+            states = [_input(s, self.dtype, n) for s, n in zip(hx if lstm else (hx,),
+                                                                 ("hx", "cx"))]
+            for s, n in zip(states, ("hx", "cx")):
+                check_shape(s, shape[1:] if unbatched else shape, n)
+            h, c = [s.reshape(shape) for s in states] + [None] * (not lstm)
         params = [p.data for p in self._params()] + [None, None] * (not self.bias)
         _, h_n, c_n, tape = self.backend.rnn_sequence(self.mode, x2[None], h, c, *params,
                                                       training=self.training)
@@ -424,7 +424,7 @@ class DilatedRNN(Module):
         super().__init__()
         if cell not in _CELLS:
             raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
-        if isinstance(dilations, (int, np.integer)) or len(dilations) == 0:
+        if not hasattr(dilations, "__len__") or len(dilations) == 0:
             raise ValueError(f"dilations must be a non-empty sequence of ints, got {dilations!r}")
         self.cell = cell
         self.dilations = tuple(as_int(d, "dilations", 1) for d in dilations)
