@@ -1,7 +1,9 @@
 """fastnn: fast CPU deep-learning kernels (C + OpenMP) for NumPy arrays.
 
 The functions here run the C path; `fastnn.reference` has the same functions
-in plain NumPy, written for clarity, to compare against.
+in plain NumPy, written for clarity, to compare against. `fastnn.nn` has the
+layers (LSTM, GRU, RNN, their cells, DilatedRNN), `fastnn.utils` gradient
+clipping.
 """
 __version__ = "0.1.0"
 
@@ -42,6 +44,7 @@ from fastnn.pool import (adaptive_avg_pool1d, adaptive_avg_pool1d_backward, adap
                          spatial_pyramid_pool, spatial_pyramid_pool_backward)
 from fastnn.pool import __all__ as _pool_all
 from fastnn.rnn import gru_cell, lstm_cell, rnn_cell
+from fastnn import nn, utils  # noqa: E402  (the layers and fastnn.utils.clip_grad_norm_)
 
 __all__ = [
     "im2col", "col2im", "conv1d", "conv2d", "conv1d_backward", "conv2d_backward",
