@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 import fastnn
 import fastnn.nn as nn
 import fastnn.rnn as crnn
+from fastnn import reference as ref
 
 from conftest import assert_close
 
@@ -376,8 +377,10 @@ def test_random_sequences_match_reference(problem):
 # --------------------------------------------------------------------------- finite differences
 
 
-def _loss(mode, arrays, lengths, reverse, grads):
-    y, h_n, c_n, _ = crnn.rnn_sequence(mode, *arrays, lengths=lengths, reverse=reverse,
+def _loss(impl, mode, arrays, lengths, reverse, grads):
+    """sum(y * grad_y) + sum(h_n * grad_h_n) + sum(c_n * grad_c_n): its gradient with
+    respect to anything is what rnn_sequence_backward returns for these upstream grads."""
+    y, h_n, c_n, _ = impl.rnn_sequence(mode, *arrays, lengths=lengths, reverse=reverse,
                                        training=False)
     total = np.sum(y * grads[0]) + np.sum(h_n * grads[1])
     return total + (np.sum(c_n * grads[2]) if c_n is not None else 0.0)
@@ -399,19 +402,22 @@ def numerical_gradient(f, array, eps=1e-6):
 
 FD_CASES = [
     pytest.param(3, 3, 2, 3, [3, 1, 2], True, id="lengths"),
+    pytest.param(4, 2, 3, 2, None, True, id="full"),
     pytest.param(3, 2, 2, 3, [2, 3], False, id="lengths-no-bias"),
     pytest.param(1, 1, 1, 1, None, True, id="T1-N1-I1-H1"),
 ]
 
 
+@pytest.mark.parametrize("impl", [crnn, ref.rnn], ids=["c", "reference"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("steps, batch, input_size, hidden, lengths, bias", FD_CASES)
 @pytest.mark.parametrize("mode", MODES)
-def test_backward_matches_finite_differences(mode, steps, batch, input_size, hidden, lengths,
-                                             bias, reverse, rng):
-    """Every gradient of the C path (x, h0, c0, weights, biases) against central
-    differences of the C path's own forward, float64. eps = 1e-6: truncation ~eps^2,
-    rounding ~1e-16/eps = 1e-10 on gradients of order 1, so rtol 1e-6 / atol 1e-8."""
+def test_backward_matches_finite_differences(impl, mode, steps, batch, input_size, hidden,
+                                             lengths, bias, reverse, rng):
+    """Every gradient (x, h0, c0, weights, biases) of the C path and of the reference
+    against central differences of their own forward, float64. eps = 1e-6: truncation
+    ~eps^2, rounding ~1e-16/eps = 1e-10 on gradients of order 1, so rtol 1e-6 / atol 1e-8
+    leave a wide margin while a wrong term (order 0.1) fails by far."""
     dtype = np.float64
     x = rng.standard_normal((steps, batch, input_size))
     h0, c0 = states(rng, mode, batch, hidden, dtype)
@@ -419,13 +425,14 @@ def test_backward_matches_finite_differences(mode, steps, batch, input_size, hid
     arrays = [x, h0, c0, *w]
     grads = upstream(rng, mode, steps, batch, hidden, dtype)
     lengths = None if lengths is None else np.array(lengths)
-    *_, tape = crnn.rnn_sequence(mode, *arrays, lengths=lengths, reverse=reverse)
-    analytic = crnn.rnn_sequence_backward(tape, *grads)
+    *_, tape = impl.rnn_sequence(mode, *arrays, lengths=lengths, reverse=reverse)
+    analytic = impl.rnn_sequence_backward(tape, *grads)
     for name, array, got in zip(GRAD_NAMES, arrays, analytic):
         if array is None:
             assert got is None, f"{name} should be None"
             continue
-        want = numerical_gradient(lambda: _loss(mode, arrays, lengths, reverse, grads), array)
+        want = numerical_gradient(lambda: _loss(impl, mode, arrays, lengths, reverse, grads),
+                                  array)
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8, err_msg=name)
 
 

@@ -54,63 +54,6 @@ def upstream(rng, mode, steps, batch, hidden, dtype):
 # --------------------------------------------------------------------------- finite differences
 
 
-def loss(mode, arrays, lengths, reverse, grads):
-    """sum(y * grad_y) + sum(h_n * grad_h_n) + sum(c_n * grad_c_n): its gradient with
-    respect to anything is what rnn_sequence_backward returns for these upstream grads."""
-    y, h_n, c_n, _ = ref.rnn_sequence(mode, *arrays, lengths=lengths, reverse=reverse,
-                                      training=False)
-    total = np.sum(y * grads[0]) + np.sum(h_n * grads[1])
-    return total + (np.sum(c_n * grads[2]) if c_n is not None else 0.0)
-
-
-def numerical_gradient(f, array, eps=1e-6):
-    """Central differences of the scalar f() with respect to every element of array."""
-    grad = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        saved = array[index]
-        array[index] = saved + eps
-        up = f()
-        array[index] = saved - eps
-        down = f()
-        array[index] = saved
-        grad[index] = (up - down) / (2 * eps)
-    return grad
-
-
-FD_CASES = [
-    # (T, N, I, H, lengths, bias)
-    pytest.param(3, 3, 2, 3, [3, 1, 2], True, id="lengths"),
-    pytest.param(4, 2, 3, 2, None, True, id="full"),
-    pytest.param(3, 2, 2, 3, [2, 3], False, id="no-bias"),
-    pytest.param(1, 1, 1, 1, None, True, id="T1-N1-I1-H1"),
-]
-
-
-@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
-@pytest.mark.parametrize("steps, batch, input_size, hidden, lengths, bias", FD_CASES)
-@pytest.mark.parametrize("mode", MODES)
-def test_backward_matches_finite_differences(mode, steps, batch, input_size, hidden, lengths,
-                                             bias, reverse, rng):
-    """Every gradient against central differences in float64. With eps = 1e-6 the
-    truncation error is ~eps^2 and the rounding error ~1e-16 / eps = 1e-10, on gradients of
-    order 1: rtol 1e-6 with atol 1e-8 leaves a wide margin while a wrong term (order 0.1)
-    fails by far."""
-    dtype = np.float64
-    x, h0, c0 = sequence_inputs(rng, mode, steps, batch, input_size, hidden, dtype)
-    w_ih, w_hh, b_ih, b_hh = weights(rng, mode, input_size, hidden, dtype, bias)
-    arrays = [x, h0, c0, w_ih, w_hh, b_ih, b_hh]
-    grads = upstream(rng, mode, steps, batch, hidden, dtype)
-    lengths = None if lengths is None else np.array(lengths)
-    *_, tape = ref.rnn_sequence(mode, *arrays, lengths=lengths, reverse=reverse)
-    analytic = ref.rnn_sequence_backward(tape, *grads)
-    for name, array, got in zip(GRAD_NAMES, arrays, analytic):
-        if array is None:
-            assert got is None, f"{name} should be None"
-            continue
-        want = numerical_gradient(lambda: loss(mode, arrays, lengths, reverse, grads), array)
-        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8, err_msg=name)
-
-
 # --------------------------------------------------------------------------- torch-free checks
 
 
