@@ -43,7 +43,7 @@ import numpy as np
 
 import fastnn
 from fastnn import _kernels
-from fastnn._cases import TOLERANCES, ConvCase, PoolCase
+from fastnn._cases import TOLERANCES, ConvCase, PoolCase, RNNCase
 from fastnn._validate import ConvGeometry, conv_geometry
 
 __all__ = [
@@ -51,6 +51,8 @@ __all__ = [
     "measure", "usable_cores", "set_threads", "torch_available", "geometry", "grad_output",
     "conv_call", "reference_settle", "gemm_yardstick", "check_case", "format_table", "Progress",
     "pool_grad_output", "pool_call", "copy_yardstick",
+    "RNN_TOLERANCE", "rnn_arrays", "rnn_module", "rnn_result_names", "rnn_call",
+    "rnn_step_flops", "rnn_yardstick", "rnn_max_error",
 ]
 
 # Pause before every sample and probe: outlasts libgomp's default spin (~5-10 ms).
@@ -719,6 +721,209 @@ def copy_yardstick(case: PoolCase) -> Callable[[], object]:
     dst = np.empty_like(src)
     dst[...] = 1  # touch the pages now, not in the first sample
     return lambda: np.copyto(dst, src)
+
+
+# --------------------------------------------------------------------------- recurrence cases
+
+# fastnn (and PyTorch) against the NumPy reference on a recurrence, float32, all three
+# computing in float32: |actual - expected| <= rtol * |expected| + atol * max(1, max|expected|).
+# Outputs and states are bounded by 1 (tanh, and gates in (0, 1)); a rounding difference of
+# one step (~1e-7, sums of I + H <= 1024 products) is carried to the next steps through the
+# recurrent Jacobian, which the weights' init U(-1/sqrt(H), 1/sqrt(H)) keeps near 1, so it
+# stays ~1e-6 over 200 steps. Weight gradients sum T*N step contributions of the size of
+# their scale, so their rounding grows like sqrt(T*N) * eps. Measured on every case of
+# RNN_CASES (fastnn and PyTorch, padded and with lengths): at most 2e-6 of the scale, so
+# atol = 2e-5 keeps a 10x margin for other GEMM kernels and thread splits, while a wrong
+# step, gate or length shows at 1e-2 of the scale or more.
+RNN_TOLERANCE = {"rtol": 1e-5, "atol": 2e-5}
+
+
+def rnn_arrays(case: RNNCase, seed: int = 0):
+    """(x, grad_output, weights, lengths) of a recurrence case.
+
+    weights maps PyTorch's parameter names (``weight_ih_l0``, ...) to float32 arrays, drawn
+    as fastnn and PyTorch initialise them (U(-1/sqrt(H), 1/sqrt(H)), from `seed`): every
+    contender loads them, so all compute the same thing. lengths: `case.lengths(seed)`.
+    """
+    x, g = case.arrays(seed)
+    module = _fastnn_rnn(case, np.random.default_rng(seed + 2))
+    return x, g, module.state_dict(), case.lengths(seed)
+
+
+def _fastnn_rnn(case: RNNCase, rng: Optional[np.random.Generator] = None):
+    from fastnn import nn
+
+    kinds = {"lstm": nn.LSTM, "gru": nn.GRU}
+    args = (case.input_size, case.hidden_size, case.num_layers)
+    opts = dict(bidirectional=case.bidirectional, dtype=case.dtype, rng=rng)
+    if case.mode in kinds:
+        return kinds[case.mode](*args, **opts)
+    return nn.RNN(*args, nonlinearity=case.mode[len("rnn_"):], **opts)
+
+
+def rnn_module(case: RNNCase, impl: str, weights: Dict[str, np.ndarray]):
+    """The case's layer stack on an implementation, holding `weights`.
+
+    'fastnn': `fastnn.nn.LSTM`/`GRU`/`RNN`; 'reference': the same with the instance's
+    ``backend`` set to `fastnn.reference.rnn` (pure NumPy, step by step); 'torch':
+    ``torch.nn.LSTM``/``GRU``/``RNN``.
+    """
+    if impl in ("fastnn", "reference"):
+        module = _fastnn_rnn(case)
+        module.load_state_dict(weights)
+        if impl == "reference":
+            from fastnn.reference import rnn as reference_rnn
+
+            module.backend = reference_rnn
+        return module
+    if impl == "torch":
+        import torch
+
+        kinds = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+        args = (case.input_size, case.hidden_size, case.num_layers)
+        opts = dict(bidirectional=case.bidirectional, dtype=torch.float32)
+        module = (kinds[case.mode](*args, **opts) if case.mode in kinds else
+                  torch.nn.RNN(*args, nonlinearity=case.mode[len("rnn_"):], **opts))
+        module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
+        return module
+    raise ValueError(f"impl must be 'fastnn', 'reference' or 'torch', got {impl!r}")
+
+
+def rnn_result_names(case: RNNCase, mode: str, weights: Dict[str, np.ndarray]) -> Tuple[str, ...]:
+    """What `rnn_call`'s callable returns, in order: 'fwd' gives the output and the final
+    states, 'fwdbwd' the output, the input gradient and every parameter's gradient."""
+    if mode == "fwd":
+        return ("output", "h_n") + (("c_n",) if case.mode == "lstm" else ())
+    return ("output", "grad_input") + tuple(f"grad_{name}" for name in weights)
+
+
+def _fastnn_rnn_call(module, mode: str, x, g, names, lengths) -> Callable[[], object]:
+    params = dict(module.named_parameters())
+    if mode == "fwd":
+        module.eval()
+
+        def forward():
+            y, h = module(x, lengths=lengths)
+            return (y,) + (tuple(h) if isinstance(h, tuple) else (h,))
+        return forward
+    module.train()
+
+    def fwdbwd():
+        module.zero_grad()  # fresh gradients each call, as torch's below
+        y, _ = module(x, lengths=lengths)
+        dx = module.backward(g)
+        return (y, dx) + tuple(params[name].grad for name in names)
+    return fwdbwd
+
+
+def _torch_rnn_call(module, mode: str, x, g, names, lengths) -> Callable[[], object]:
+    import torch
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    steps = x.shape[0]
+    xt, gt = torch.from_numpy(x), torch.from_numpy(g)
+    lt = None if lengths is None else torch.from_numpy(np.asarray(lengths, np.int64))
+
+    def run(inp):
+        if lt is None:
+            return module(inp)
+        packed = pack_padded_sequence(inp, lt, enforce_sorted=False)
+        y, h = module(packed)
+        return pad_packed_sequence(y, total_length=steps)[0], h
+
+    if mode == "fwd":
+        module.eval()
+
+        def forward():
+            with torch.no_grad():
+                y, h = run(xt)
+            return (y,) + (tuple(h) if isinstance(h, tuple) else (h,))
+        return forward
+    module.train()
+    leaf = xt.detach().requires_grad_(True)
+    params = dict(module.named_parameters())
+
+    def fwdbwd():
+        module.zero_grad(set_to_none=True)  # fresh gradients each call
+        leaf.grad = None
+        y, _ = run(leaf)
+        y.backward(gt)
+        return (y.detach(), leaf.grad) + tuple(params[name].grad for name in names)
+    return fwdbwd
+
+
+def rnn_call(case: RNNCase, impl: str, mode: str, arrays: Optional[tuple] = None,
+             varlen: bool = False) -> Callable[[], object]:
+    """One call of a recurrence case on an implementation, ready to time.
+
+    Parameters
+    ----------
+    case : RNNCase
+    impl : {'fastnn', 'reference', 'torch'}
+    mode : {'fwd', 'fwdbwd'}
+        'fwd' is inference: the module in eval mode (torch also under ``no_grad``).
+        'fwdbwd' is a training step: train mode, the forward, then the backward of a fixed
+        grad_output (torch: ``out.backward(g)``), every gradient cleared first.
+    arrays : tuple, optional
+        (x, grad_output, weights, lengths); default `rnn_arrays(case)`.
+    varlen : bool
+        Run the batch with its random `lengths` (in [T/2, T]): fastnn and the reference
+        pass ``lengths=``, torch packs (``pack_padded_sequence(enforce_sorted=False)``,
+        then ``pad_packed_sequence``). Without it every sequence has T steps.
+
+    Returns
+    -------
+    callable
+        Returns the tuple named by `rnn_result_names` (NumPy arrays, or tensors for torch).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    x, g, weights, lengths = arrays if arrays is not None else rnn_arrays(case)
+    names = list(weights)
+    module = rnn_module(case, impl, weights)
+    lengths = lengths if varlen else None
+    if impl == "torch":
+        return _torch_rnn_call(module, mode, x, g, names, lengths)
+    return _fastnn_rnn_call(module, mode, x, g, names, lengths)
+
+
+def rnn_step_flops(case: RNNCase) -> int:
+    """Multiply-adds x 2 of one step's recurrent GEMM, h (N, H) @ W_hh^T (H, G*H)."""
+    return 2 * case.batch * case.gates * case.hidden_size * case.hidden_size
+
+
+def rnn_yardstick(case: RNNCase) -> Dict[str, Callable[[], object]]:
+    """The plain GEMM of one step's recurrent product: name -> call (flops `rnn_step_flops`).
+
+    ``gemm_batch`` with batch 1 computes h (M=N, K=H) @ W_hh^T (K=H, G*H) with the BLAS and
+    OpenMP split of fastnn's GEMMs ('sgemm'): the rate a step's work could reach if the
+    gates cost nothing. For a batch of one it is a matrix-vector product split over chunks
+    of the G*H columns, so the transposed product, W_hh (G*H, H) @ h^T (H, 1), is also given
+    ('sgemmT'). Take the faster of the two.
+    """
+    rng = np.random.default_rng(3)
+    n, h, gh = case.batch, case.hidden_size, case.gates * case.hidden_size
+    a = rng.standard_normal((n, h)).astype(case.dtype)
+    b = rng.standard_normal((1, h, gh)).astype(case.dtype)
+    c = np.empty((1, n, gh), dtype=case.dtype)
+    calls = {"sgemm": lambda: _kernels.gemm_batch(a, b, c)}
+    if n == 1:
+        at = np.ascontiguousarray(b[0].T)        # (G*H, H)
+        bt = np.ascontiguousarray(a.T)[None]     # (1, H, 1)
+        ct = np.empty((1, gh, 1), dtype=case.dtype)
+        calls["sgemmT"] = lambda: _kernels.gemm_batch(at, bt, ct)
+    return calls
+
+
+def rnn_max_error(actual, expected: np.ndarray) -> float:
+    """The largest |a - e| / (rtol*|e| + atol*scale) under `RNN_TOLERANCE`: at most 1 when
+    they agree (inf for a shape or dtype mismatch). `actual` may be a torch tensor."""
+    actual = actual.detach().numpy() if hasattr(actual, "detach") else np.asarray(actual)
+    if actual.shape != expected.shape or actual.dtype != expected.dtype:
+        return math.inf
+    scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
+    bound = RNN_TOLERANCE["rtol"] * np.abs(expected) + RNN_TOLERANCE["atol"] * scale
+    return float(np.max(np.abs(actual - expected) / bound, initial=0.0))
 
 
 # --------------------------------------------------------------------------- output

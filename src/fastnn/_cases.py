@@ -142,6 +142,88 @@ POOL_CASES = [
 ]
 
 
+# --------------------------------------------------------------------------- recurrences
+
+
+class RNNCase(NamedTuple):
+    """One recurrence benchmark: a `fastnn.nn.LSTM`/`GRU`/`RNN` stack (``torch.nn``'s twin)
+    run over a (T, N, I) float32 sequence, and its speed targets against PyTorch.
+
+    `targets` are (inference, training) speedups over PyTorch the issue asks for;
+    `varlen` says whether the random-lengths variant (lengths in [T/2, T]) applies.
+    """
+    name: str
+    mode: str  # 'lstm', 'gru' or 'rnn_tanh' (the `fastnn._validate.RNN_GATES` keys)
+    steps: int  # T
+    batch: int  # N
+    input_size: int  # I
+    hidden_size: int  # H
+    num_layers: int = 1
+    bidirectional: bool = False
+    targets: Tuple[float, float] = (1.0, 1.0)
+    varlen: bool = True
+    dtype: type = np.float32
+
+    @property
+    def gates(self) -> int:
+        """G: gate blocks of the weights (4 LSTM, 3 GRU, 1 RNN)."""
+        return {"lstm": 4, "gru": 3}.get(self.mode, 1)
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def x_shape(self) -> Tuple[int, int, int]:
+        return (self.steps, self.batch, self.input_size)
+
+    def output_shape(self) -> Tuple[int, int, int]:
+        return (self.steps, self.batch, self.directions * self.hidden_size)
+
+    def arrays(self, seed: int = 0):
+        """Random (x, grad_output) for this case, in its dtype."""
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal(self.x_shape()).astype(self.dtype)
+        g = rng.standard_normal(self.output_shape()).astype(self.dtype)
+        return x, g
+
+    def lengths(self, seed: int = 0) -> np.ndarray:
+        """Random sequence lengths in [T/2, T] (int64, (N,)), the longest always T."""
+        rng = np.random.default_rng(seed + 1)
+        lengths = rng.integers((self.steps + 1) // 2, self.steps + 1, self.batch)
+        lengths[0] = self.steps  # the padded batch's T: the same output shape either way
+        return lengths.astype(np.int64)
+
+    def flops(self) -> int:
+        """Inference multiply-adds x 2: 2*T*N*G*H*(I_l + H) per layer and direction, I_l
+        the layer's input width (gate nonlinearities and biases not counted). Training
+        (forward + backward) is 3x this."""
+        total = 0
+        for layer in range(self.num_layers):
+            width = self.input_size if layer == 0 else self.directions * self.hidden_size
+            total += (self.directions * 2 * self.steps * self.batch * self.gates
+                      * self.hidden_size * (width + self.hidden_size))
+        return total
+
+
+def _rnn_shapes(mode: str, batch_targets, latency_targets):
+    return [
+        RNNCase(f"{mode}_T100_N32_I128_H256", mode, 100, 32, 128, 256, targets=batch_targets),
+        RNNCase(f"{mode}_T50_N64_I512_H512", mode, 50, 64, 512, 512, targets=batch_targets),
+        RNNCase(f"{mode}_T200_N1_I64_H128", mode, 200, 1, 64, 128, targets=latency_targets,
+                varlen=False),
+    ]
+
+
+# The benchmark table of the recurrence issue; targets are (inference, training) speedups
+# over PyTorch, at 1 and 2 threads.
+RNN_CASES = _rnn_shapes("lstm", (0.9, 1.0), (1.5, 1.5)) + _rnn_shapes("gru", (1.2, 1.3),
+                                                                      (3.0, 5.0)) + [
+    RNNCase("lstm2bi_T50_N32_I128_H256", "lstm", 50, 32, 128, 256, num_layers=2,
+            bidirectional=True, targets=(0.9, 1.0)),
+    RNNCase("rnn_tanh_T100_N32_I128_H256", "rnn_tanh", 100, 32, 128, 256, targets=(1.3, 1.3)),
+]
+
+
 class GemmStepCase(NamedTuple):
     """One per-step GEMM of a recurrence: c (m, n) = a (m, k) @ W.T, W (n, k) the same
     weight at every step (the packed-panel kernel's use, csrc/gemm_packed.c)."""
