@@ -96,6 +96,17 @@ static const fnn_rnn_ops *fnn_rnn_ops_now(void) {
 #define FNN_RNN_ROWS 64
 #define FNN_RNN_CHUNK_ROWS 256
 
+/* Rows of step t that the GEMMs cover: up to the last row still running.
+ * Inactive rows below it are computed and ignored; with the rows sorted by
+ * length (the Python layer does that) none are, and a batch with lengths
+ * costs its active rows only. */
+static int64_t fnn_rnn_rows(const int64_t *lengths, int64_t N, int64_t t) {
+    int64_t m = N;
+    if (lengths)
+        while (m > 0 && lengths[m - 1] <= t) m--;
+    return m;
+}
+
 /* Gate blocks of H columns that the input and the recurrent GEMMs fill. */
 static int64_t fnn_rnn_x_blocks(int mode) {
     return mode == FNN_RNN_LSTM ? 4 : mode == FNN_RNN_GRU ? 3 : 1;
@@ -409,16 +420,23 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
                 int64_t t0 = reverse ? steps - end : step, t1 = reverse ? steps - step : end;
                 chunk = training ? gates + t0 * N * G : work;
                 chunk_t0 = t0;
-                FNN_T(fnn_rnn_project)((t1 - t0) * N, u0, u1, In, H, blocks, G, x + t0 * N * In,
-                                       packed_ih, xsize, chunk);
+                if (!lengths)
+                    FNN_T(fnn_rnn_project)((t1 - t0) * N, u0, u1, In, H, blocks, G,
+                                           x + t0 * N * In, packed_ih, xsize, chunk);
+                else /* step by step, the running rows only */
+                    for (int64_t tt = t0; tt < t1; tt++)
+                        FNN_T(fnn_rnn_project)(fnn_rnn_rows(lengths, N, tt), u0, u1, In, H, blocks,
+                                               G, x + tt * N * In, packed_ih, xsize,
+                                               chunk + (tt - t0) * N * G);
             }
+            const int64_t m = fnn_rnn_rows(lengths, N, t);
             const T *hin = FNN_SLOT(hbuf, kin);
             T *hout = FNN_SLOT(hbuf, kout);
             T *gt = chunk + (t - chunk_t0) * N * G;
             /* GRU's n block gets W_hn h alone, in its own slot. */
             for (int64_t b = 0; b < blocks; b++) {
                 int alone = gru && b == 2;
-                FNN_T(fnn_gemm_packed)(N, u0, u1, H, hin, H, packed_hh + b * hsize, !alone,
+                FNN_T(fnn_gemm_packed)(m, u0, u1, H, hin, H, packed_hh + b * hsize, !alone,
                                        gt + (alone ? 3 : b) * H, G);
             }
             for (int64_t n = 0; n < N; n++) {
@@ -550,7 +568,8 @@ int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, c
                 }
             }
 #pragma omp barrier
-            FNN_T(fnn_gemm_packed)(N, u0, u1, xcols, gt, G, packed_hh, 1, dh_next, H);
+            FNN_T(fnn_gemm_packed)(fnn_rnn_rows(lengths, N, t), u0, u1, xcols, gt, G, packed_hh, 1,
+                                   dh_next, H);
             T *swap = dh_cur;
             dh_cur = dh_next;
             dh_next = swap;

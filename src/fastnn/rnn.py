@@ -46,7 +46,8 @@ class _Tape(NamedTuple):
     w_ih: Array
     w_hh: Array
     has_bias: bool
-    lengths: Optional[Array]
+    lengths: Optional[Array]  # sorted longest first when `order` is not None
+    order: Optional[Array]  # the caller's rows in the kernel's order, or None: the same
     gates: list  # [the kept activations (T, N, G)], emptied by the backward that consumes them
     hs: Array
     cs: Optional[Array]
@@ -105,7 +106,19 @@ def rnn_sequence(mode: str, x: Array, h0: Array, c0: Optional[Array], w_ih: Arra
     hidden = w_hh.shape[1]
     check_rnn_sizes(steps, batch, size, hidden)
     geo = RNNGeometry(steps, batch, size, hidden, _MODE_NUMBERS[mode], int(reverse))
-    if lengths is not None and lengths.min() < steps:
+    order = None
+    if lengths is not None and lengths.min() == steps:
+        lengths = None
+    if lengths is not None:
+        # The kernels run each step's GEMMs over the rows up to the last one still
+        # running, so sequences go longest first (as PyTorch packs them); the
+        # results are put back in the caller's order.
+        order = np.argsort(-lengths, kind="stable")
+        if np.array_equal(order, np.arange(batch)):
+            order = None
+        else:
+            lengths, x, h0 = lengths[order], x[:, order], h0[order]
+            c0 = None if c0 is None else c0[order]
         # Padded steps are never read, as in PyTorch: zero them, so that the weight
         # gradient (one GEMM over every step, padded ones with a zero gate
         # gradient) cannot pick up a NaN or inf there.
@@ -124,8 +137,11 @@ def rnn_sequence(mode: str, x: Array, h0: Array, c0: Optional[Array], w_ih: Arra
     _kernels.rnn_forward(geo, _flat(x), _flat(w_ih), _flat(w_hh), b_ih, b_hh, lengths,
                          _flat(h0), _flat(c0), _flat(y), _flat(h_n), _flat(c_n), _flat(gates),
                          _flat(hs), _flat(cs))
-    tape = (_Tape(geo, x, w_ih, w_hh, b_ih is not None, lengths, [gates], hs, cs)
+    tape = (_Tape(geo, x, w_ih, w_hh, b_ih is not None, lengths, order, [gates], hs, cs)
             if training else None)
+    if order is not None:
+        back = np.argsort(order)
+        y, h_n, c_n = y[:, back], h_n[back], (None if c_n is None else c_n[back])
     return y, h_n, c_n, tape
 
 
@@ -157,10 +173,15 @@ def rnn_sequence_backward(tape: _Tape, grad_y: Optional[Array], grad_h_n: Option
     dtype = tape.x.dtype
     if grad_c_n is not None and not lstm:
         raise ValueError(f"grad_c_n must be None for mode {_mode_name(geo)!r} (no cell state)")
-    dy, dh_n, dc_n = (None if g is None else contiguous(g) for g in (
-        rnn_upstream(grad_y, "grad_y", (steps, batch, hidden), dtype),
-        rnn_upstream(grad_h_n, "grad_h_n", (batch, hidden), dtype),
-        rnn_upstream(grad_c_n, "grad_c_n", (batch, hidden), dtype)))
+    dy, dh_n, dc_n = (rnn_upstream(grad_y, "grad_y", (steps, batch, hidden), dtype),
+                      rnn_upstream(grad_h_n, "grad_h_n", (batch, hidden), dtype),
+                      rnn_upstream(grad_c_n, "grad_c_n", (batch, hidden), dtype))
+    order = tape.order
+    if order is not None:
+        dy, dh_n, dc_n = (None if dy is None else dy[:, order],
+                          None if dh_n is None else dh_n[order],
+                          None if dc_n is None else dc_n[order])
+    dy, dh_n, dc_n = (None if g is None else contiguous(g) for g in (dy, dh_n, dc_n))
     dx = np.empty_like(tape.x)
     dh0 = np.empty((batch, hidden), dtype)
     dc0 = np.empty((batch, hidden), dtype) if lstm else None
@@ -173,6 +194,9 @@ def rnn_sequence_backward(tape: _Tape, grad_y: Optional[Array], grad_h_n: Option
                           _flat(gates), _flat(tape.hs), _flat(tape.cs), _flat(dy),
                           _flat(dh_n), _flat(dc_n), _flat(dx), _flat(dh0), _flat(dc0),
                           _flat(dw_ih), _flat(dw_hh), db_ih, db_hh)
+    if order is not None:
+        back = np.argsort(order)
+        dx, dh0, dc0 = dx[:, back], dh0[back], (None if dc0 is None else dc0[back])
     return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
 
 
