@@ -107,6 +107,9 @@ static int64_t fnn_rnn_rows(const int64_t *lengths, int64_t N, int64_t t) {
     return m;
 }
 
+/* Row n of the kernel is row rows[n] of the caller's states and outputs. */
+static int64_t fnn_rnn_row(const int64_t *rows, int64_t n) { return rows ? rows[n] : n; }
+
 /* Gate blocks of H columns that the input and the recurrent GEMMs fill. */
 static int64_t fnn_rnn_x_blocks(int mode) {
     return mode == FNN_RNN_LSTM ? 4 : mode == FNN_RNN_GRU ? 3 : 1;
@@ -339,6 +342,18 @@ static int FNN_T(fnn_rnn_threads)(int64_t H) {
     return panels < nt ? (int)panels : nt;
 }
 
+/* dst = src (N x H) with the kernel's row n at the caller's row rows[n]: to the
+ * kernel's order (`to_kernel`) or back; src NULL means zeros. */
+static void FNN_T(fnn_rnn_copy_rows)(int64_t N, int64_t H, const int64_t *rows, int to_kernel,
+                                     const T *src, T *dst) {
+    for (int64_t n = 0; n < N; n++) {
+        int64_t c = fnn_rnn_row(rows, n);
+        T *d = dst + (to_kernel ? n : c) * H;
+        if (!src) memset(d, 0, (size_t)H * sizeof(T));
+        else memcpy(d, src + (to_kernel ? c : n) * H, (size_t)H * sizeof(T));
+    }
+}
+
 /* Pack each gate block (H rows) of a weight: for x W^T (trans 1: B = W_b^T,
  * k = cols) or for dG W (trans 0: B = W_b, k = H). One item per block. */
 static void FNN_T(fnn_rnn_pack_blocks)(int64_t blocks, int64_t H, int64_t cols, const T *w,
@@ -361,7 +376,8 @@ static void FNN_T(fnn_rnn_project)(int64_t rows, int64_t u0, int64_t u1, int64_t
 }
 
 int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, const T *w_hh,
-                          const T *b_ih, const T *b_hh, const int64_t *lengths, const T *h0,
+                          const T *b_ih, const T *b_hh, const int64_t *lengths,
+                          const int64_t *rows, const T *h0,
                           const T *c0, T *y, T *h_n, T *c_n, T *gates, T *hs, T *cs) {
     const int64_t steps = s->steps, N = s->batch, In = s->input_size, H = s->hidden_size;
     const int lstm = s->mode == FNN_RNN_LSTM, gru = s->mode == FNN_RNN_GRU;
@@ -396,8 +412,8 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
     T *cbuf = lstm ? (training ? cs : state + 2 * NH) : NULL;
 #define FNN_SLOT(buf, k) ((buf) + (training ? (k) : ((k) & 1)) * NH)
     int64_t first = reverse ? steps : 0, last = reverse ? 0 : steps;
-    memcpy(FNN_SLOT(hbuf, first), h0, (size_t)NH * sizeof(T));
-    if (lstm) memcpy(FNN_SLOT(cbuf, first), c0, (size_t)NH * sizeof(T));
+    FNN_T(fnn_rnn_copy_rows)(N, H, rows, 1, h0, FNN_SLOT(hbuf, first));
+    if (lstm) FNN_T(fnn_rnn_copy_rows)(N, H, rows, 1, c0, FNN_SLOT(cbuf, first));
 
 #pragma omp parallel num_threads(FNN_T(fnn_rnn_threads)(H))
     {
@@ -440,7 +456,7 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
                                        gt + (alone ? 3 : b) * H, G);
             }
             for (int64_t n = 0; n < N; n++) {
-                T *g = gt + n * G + u0, *yr = y + (t * N + n) * H + u0;
+                T *g = gt + n * G + u0, *yr = y + (t * N + fnn_rnn_row(rows, n)) * H + u0;
                 const T *hi = hin + n * H + u0;
                 T *ho = hout + n * H + u0;
                 const T *ci = lstm ? FNN_SLOT(cbuf, kin) + n * H + u0 : NULL;
@@ -460,8 +476,8 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
 #pragma omp barrier
         }
     }
-    memcpy(h_n, FNN_SLOT(hbuf, last), (size_t)NH * sizeof(T));
-    if (lstm) memcpy(c_n, FNN_SLOT(cbuf, last), (size_t)NH * sizeof(T));
+    FNN_T(fnn_rnn_copy_rows)(N, H, rows, 0, FNN_SLOT(hbuf, last), h_n);
+    if (lstm) FNN_T(fnn_rnn_copy_rows)(N, H, rows, 0, FNN_SLOT(cbuf, last), c_n);
 #undef FNN_SLOT
     free(packed_hh);
     free(packed_ih);
@@ -504,14 +520,14 @@ static void FNN_T(fnn_rnn_param_grads)(int64_t r0, int64_t r1, int64_t split, in
 #define FNN_RNN_WEIGHT_PARTS 4
 
 int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, const T *w_hh,
-                           const int64_t *lengths, T *gates, const T *hs, const T *cs,
-                           const T *dy, const T *dh_n, const T *dc_n, T *dx, T *dh0, T *dc0,
-                           T *dw_ih, T *dw_hh, T *db_ih, T *db_hh) {
+                           const int64_t *lengths, const int64_t *rows, T *gates, const T *hs,
+                           const T *cs, const T *dy, const T *dh_n, const T *dc_n, T *dx,
+                           T *dh0, T *dc0, T *dw_ih, T *dw_hh, T *db_ih, T *db_hh) {
     const int64_t steps = s->steps, N = s->batch, In = s->input_size, H = s->hidden_size;
     const int lstm = s->mode == FNN_RNN_LSTM, gru = s->mode == FNN_RNN_GRU;
     const int relu = s->mode == FNN_RNN_RELU, reverse = s->reverse;
     const int64_t blocks = fnn_rnn_x_blocks(s->mode), xcols = blocks * H;
-    const int64_t G = gru ? 4 * H : xcols, NH = N * H, rows = steps * N;
+    const int64_t G = gru ? 4 * H : xcols, NH = N * H, all_rows = steps * N;
     const int64_t hsize = FNN_T(fnn_packed_size)(xcols, H), xsize = FNN_T(fnn_packed_size)(H, In);
     const fnn_rnn_ops *ops = fnn_rnn_ops_now();
 
@@ -528,13 +544,11 @@ int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, c
         free(zeros);
         return FNN_ENOMEM;
     }
-    if (dh_n) memcpy(dhbuf, dh_n, (size_t)NH * sizeof(T));
-    else memset(dhbuf, 0, (size_t)NH * sizeof(T));
-    if (lstm && dc_n) memcpy(dc, dc_n, (size_t)NH * sizeof(T));
-    else if (lstm) memset(dc, 0, (size_t)NH * sizeof(T));
+    FNN_T(fnn_rnn_copy_rows)(N, H, rows, 1, dh_n, dhbuf);
+    if (lstm) FNN_T(fnn_rnn_copy_rows)(N, H, rows, 1, dc_n, dc);
 
     const int64_t split = gru ? 2 * H : xcols;
-    const int64_t row_blocks = (rows + FNN_RNN_ROWS - 1) / FNN_RNN_ROWS;
+    const int64_t row_blocks = (all_rows + FNN_RNN_ROWS - 1) / FNN_RNN_ROWS;
     const T *hprev = hs + (reverse ? NH : 0);
 #pragma omp parallel num_threads(FNN_T(fnn_rnn_threads)(H))
     {
@@ -553,7 +567,7 @@ int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, c
             for (int64_t n = 0; n < N; n++) {
                 T *g = gt + n * G + u0;
                 const T *dhr = dh_cur + n * H + u0;
-                const T *dyr = dy ? dy + (t * N + n) * H + u0 : zeros;
+                const T *dyr = dy ? dy + (t * N + fnn_rnn_row(rows, n)) * H + u0 : zeros;
                 T *dhp = dh_next + n * H + u0;
                 if (lengths && t >= lengths[n]) {
                     for (int64_t b = 0; b < G / H; b++) memset(g + b * H, 0, (size_t)len * sizeof(T));
@@ -579,12 +593,12 @@ int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, c
 #pragma omp for schedule(static) nowait
         for (int64_t part = 0; part < FNN_RNN_WEIGHT_PARTS; part++)
             FNN_T(fnn_rnn_param_grads)(xcols * part / FNN_RNN_WEIGHT_PARTS,
-                                       xcols * (part + 1) / FNN_RNN_WEIGHT_PARTS, split, H, rows,
+                                       xcols * (part + 1) / FNN_RNN_WEIGHT_PARTS, split, H, all_rows,
                                        G, In, gates, x, hprev, dw_ih, dw_hh, db_ih, db_hh);
 #pragma omp for schedule(static)
         for (int64_t rb = 0; rb < row_blocks; rb++) {
             int64_t r0 = rb * FNN_RNN_ROWS;
-            int64_t r1 = r0 + FNN_RNN_ROWS < rows ? r0 + FNN_RNN_ROWS : rows;
+            int64_t r1 = r0 + FNN_RNN_ROWS < all_rows ? r0 + FNN_RNN_ROWS : all_rows;
             for (int64_t b = 0; b < blocks; b++) {
                 int64_t src = gru && b == 2 ? 3 : b;
                 FNN_T(fnn_gemm_packed)(r1 - r0, 0, In, H, gates + r0 * G + src * H, G,
@@ -593,8 +607,8 @@ int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, c
         }
     }
     /* The loop swapped the buffers `steps` times. */
-    memcpy(dh0, dhbuf + (steps & 1) * NH, (size_t)NH * sizeof(T));
-    if (lstm) memcpy(dc0, dc, (size_t)NH * sizeof(T));
+    FNN_T(fnn_rnn_copy_rows)(N, H, rows, 0, dhbuf + (steps & 1) * NH, dh0);
+    if (lstm) FNN_T(fnn_rnn_copy_rows)(N, H, rows, 0, dc, dc0);
     free(packed_hh);
     free(packed_ih);
     free(dhbuf);

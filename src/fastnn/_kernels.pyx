@@ -440,12 +440,28 @@ cdef void _need_opt(object arr, Py_ssize_t have, int64_t want, str name, bint ne
         _need(have, want, name)
 
 
+cdef const int64_t *_rows(const int64_t[::1] rows, int64_t batch) except? NULL:
+    """A row map: a permutation of range(batch) (checked: the kernels index with it), or NULL."""
+    cdef Py_ssize_t n
+    cdef bytearray seen
+    if rows is None:
+        return NULL
+    _need(rows.shape[0], batch, "rows")
+    seen = bytearray(batch)
+    for n in range(batch):
+        if rows[n] < 0 or rows[n] >= batch or seen[rows[n]]:
+            raise ValueError("rows: not a permutation of the batch's rows")
+        seen[rows[n]] = 1
+    return &rows[0]
+
+
 def rnn_forward(geometry, const floating[::1] x, const floating[::1] w_ih,
                 const floating[::1] w_hh, const floating[::1] b_ih, const floating[::1] b_hh,
-                const int64_t[::1] lengths, const floating[::1] h0, const floating[::1] c0,
+                const int64_t[::1] lengths, const int64_t[::1] rows, const floating[::1] h0,
+                const floating[::1] c0,
                 floating[::1] y, floating[::1] h_n, floating[::1] c_n, floating[::1] gates,
                 floating[::1] hs, floating[::1] cs):
-    """One layer and direction of a recurrence; biases and lengths may be None.
+    """One layer and direction of a recurrence; biases, lengths and rows may be None.
 
     c0, c_n (and cs when training) are for LSTM only. gates, hs (and cs) given
     means training: they keep what rnn_backward needs; else all are None.
@@ -462,6 +478,7 @@ def rnn_forward(geometry, const floating[::1] x, const floating[::1] w_ih,
     cdef floating *phs = NULL
     cdef floating *pcs = NULL
     cdef const int64_t *plen = NULL
+    cdef const int64_t *prows = _rows(rows, s.batch)
     _need_rnn(&s, x.shape[0], w_ih.shape[0], w_hh.shape[0])
     _need_opt(gates, 0 if gates is None else gates.shape[0], s.steps * s.batch * _gate_width(&s),
               "gates", training)
@@ -492,22 +509,23 @@ def rnn_forward(geometry, const floating[::1] x, const floating[::1] w_ih,
         plen = &lengths[0]
     with nogil:
         if floating is float:
-            status = fnn_rnn_forward_f32(&s, &x[0], &w_ih[0], &w_hh[0], pb_ih, pb_hh, plen,
+            status = fnn_rnn_forward_f32(&s, &x[0], &w_ih[0], &w_hh[0], pb_ih, pb_hh, plen, prows,
                                          &h0[0], pc0, &y[0], &h_n[0], pc_n, pgates, phs, pcs)
         else:
-            status = fnn_rnn_forward_f64(&s, &x[0], &w_ih[0], &w_hh[0], pb_ih, pb_hh, plen,
+            status = fnn_rnn_forward_f64(&s, &x[0], &w_ih[0], &w_hh[0], pb_ih, pb_hh, plen, prows,
                                          &h0[0], pc0, &y[0], &h_n[0], pc_n, pgates, phs, pcs)
     _check(status)
 
 
 def rnn_backward(geometry, const floating[::1] x, const floating[::1] w_ih,
-                 const floating[::1] w_hh, const int64_t[::1] lengths, floating[::1] gates,
+                 const floating[::1] w_hh, const int64_t[::1] lengths, const int64_t[::1] rows,
+                 floating[::1] gates,
                  const floating[::1] hs, const floating[::1] cs, const floating[::1] dy,
                  const floating[::1] dh_n, const floating[::1] dc_n, floating[::1] dx,
                  floating[::1] dh0, floating[::1] dc0, floating[::1] dw_ih, floating[::1] dw_hh,
                  floating[::1] db_ih, floating[::1] db_hh):
     """Backward through time of rnn_forward (trained), overwriting `gates` with the
-    gate gradients; dy, dh_n, dc_n, lengths and the bias gradients may be None; cs,
+    gate gradients; dy, dh_n, dc_n, lengths, rows and the bias gradients may be None; cs,
     dc0 (and dc_n when given) are for LSTM only."""
     cdef fnn_rnn_shape s = _rnn_shape(geometry)
     cdef int status
@@ -521,6 +539,7 @@ def rnn_backward(geometry, const floating[::1] x, const floating[::1] w_ih,
     cdef floating *pdb_ih = NULL
     cdef floating *pdb_hh = NULL
     cdef const int64_t *plen = NULL
+    cdef const int64_t *prows = _rows(rows, s.batch)
     _need_rnn(&s, x.shape[0], w_ih.shape[0], w_hh.shape[0])
     _need(gates.shape[0], s.steps * s.batch * _gate_width(&s), "gates")
     _need(hs.shape[0], (s.steps + 1) * NH, "hs")
@@ -554,11 +573,11 @@ def rnn_backward(geometry, const floating[::1] x, const floating[::1] w_ih,
         plen = &lengths[0]
     with nogil:
         if floating is float:
-            status = fnn_rnn_backward_f32(&s, &x[0], &w_ih[0], &w_hh[0], plen, &gates[0],
+            status = fnn_rnn_backward_f32(&s, &x[0], &w_ih[0], &w_hh[0], plen, prows, &gates[0],
                                           &hs[0], pcs, pdy, pdh_n, pdc_n, &dx[0], &dh0[0], pdc0,
                                           &dw_ih[0], &dw_hh[0], pdb_ih, pdb_hh)
         else:
-            status = fnn_rnn_backward_f64(&s, &x[0], &w_ih[0], &w_hh[0], plen, &gates[0],
+            status = fnn_rnn_backward_f64(&s, &x[0], &w_ih[0], &w_hh[0], plen, prows, &gates[0],
                                           &hs[0], pcs, pdy, pdh_n, pdc_n, &dx[0], &dh0[0], pdc0,
                                           &dw_ih[0], &dw_hh[0], pdb_ih, pdb_hh)
     _check(status)

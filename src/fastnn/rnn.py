@@ -47,7 +47,7 @@ class _Tape(NamedTuple):
     w_hh: Array
     has_bias: bool
     lengths: Optional[Array]  # sorted longest first when `order` is not None
-    order: Optional[Array]  # the caller's rows in the kernel's order, or None: the same
+    order: Optional[Array]  # the caller's row of each kernel row (x is sorted), or None
     gates: list  # [the kept activations (T, N, G)], emptied by the backward that consumes them
     hs: Array
     cs: Optional[Array]
@@ -102,6 +102,7 @@ def rnn_sequence(mode: str, x: Array, h0: Array, c0: Optional[Array], w_ih: Arra
     """
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse = prepare_rnn_sequence(
         mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse)
+    training = as_bool(training, "training")
     steps, batch, size = x.shape
     hidden = w_hh.shape[1]
     check_rnn_sizes(steps, batch, size, hidden)
@@ -111,22 +112,21 @@ def rnn_sequence(mode: str, x: Array, h0: Array, c0: Optional[Array], w_ih: Arra
         lengths = None
     if lengths is not None:
         # The kernels run each step's GEMMs over the rows up to the last one still
-        # running, so sequences go longest first (as PyTorch packs them); the
-        # results are put back in the caller's order.
+        # running, so sequences go longest first (as PyTorch packs them): x and
+        # lengths are sorted here, the states and outputs are mapped row by row in C.
         order = np.argsort(-lengths, kind="stable")
         if np.array_equal(order, np.arange(batch)):
             order = None
         else:
-            lengths, x, h0 = lengths[order], x[:, order], h0[order]
-            c0 = None if c0 is None else c0[order]
-        # Padded steps are never read, as in PyTorch: zero them, so that the weight
-        # gradient (one GEMM over every step, padded ones with a zero gate
-        # gradient) cannot pick up a NaN or inf there.
-        x = np.where((np.arange(steps)[:, None] < lengths)[:, :, None], x, 0)
+            lengths, x = lengths[order], x[:, order]
+        if training:
+            # Padded steps are never read, as in PyTorch; the forward skips them, but
+            # the weight gradient is one GEMM over every step (padded ones with a zero
+            # gate gradient), so they are zeroed lest a NaN or inf there get in.
+            x = np.where((np.arange(steps)[:, None] < lengths)[:, :, None], x, 0)
     x, h0, c0, w_ih, w_hh, b_ih, b_hh = (None if a is None else contiguous(a)
                                          for a in (x, h0, c0, w_ih, w_hh, b_ih, b_hh))
     lstm = c0 is not None
-    training = as_bool(training, "training")
     dtype = x.dtype
     y = np.empty((steps, batch, hidden), dtype)
     h_n = np.empty((batch, hidden), dtype)
@@ -134,14 +134,11 @@ def rnn_sequence(mode: str, x: Array, h0: Array, c0: Optional[Array], w_ih: Arra
     gates = np.empty((steps, batch, _gate_width(geo)), dtype) if training else None
     hs = np.empty((steps + 1, batch, hidden), dtype) if training else None
     cs = np.empty((steps + 1, batch, hidden), dtype) if training and lstm else None
-    _kernels.rnn_forward(geo, _flat(x), _flat(w_ih), _flat(w_hh), b_ih, b_hh, lengths,
+    _kernels.rnn_forward(geo, _flat(x), _flat(w_ih), _flat(w_hh), b_ih, b_hh, lengths, order,
                          _flat(h0), _flat(c0), _flat(y), _flat(h_n), _flat(c_n), _flat(gates),
                          _flat(hs), _flat(cs))
     tape = (_Tape(geo, x, w_ih, w_hh, b_ih is not None, lengths, order, [gates], hs, cs)
             if training else None)
-    if order is not None:
-        back = np.argsort(order)
-        y, h_n, c_n = y[:, back], h_n[back], (None if c_n is None else c_n[back])
     return y, h_n, c_n, tape
 
 
@@ -176,11 +173,6 @@ def rnn_sequence_backward(tape: _Tape, grad_y: Optional[Array], grad_h_n: Option
     dy, dh_n, dc_n = (rnn_upstream(grad_y, "grad_y", (steps, batch, hidden), dtype),
                       rnn_upstream(grad_h_n, "grad_h_n", (batch, hidden), dtype),
                       rnn_upstream(grad_c_n, "grad_c_n", (batch, hidden), dtype))
-    order = tape.order
-    if order is not None:
-        dy, dh_n, dc_n = (None if dy is None else dy[:, order],
-                          None if dh_n is None else dh_n[order],
-                          None if dc_n is None else dc_n[order])
     dy, dh_n, dc_n = (None if g is None else contiguous(g) for g in (dy, dh_n, dc_n))
     dx = np.empty_like(tape.x)
     dh0 = np.empty((batch, hidden), dtype)
@@ -191,12 +183,11 @@ def rnn_sequence_backward(tape: _Tape, grad_y: Optional[Array], grad_h_n: Option
     db_hh = np.empty(tape.w_hh.shape[0], dtype) if tape.has_bias else None
     gates = tape.gates.pop()  # the backward overwrites them with the gate gradients
     _kernels.rnn_backward(geo, _flat(tape.x), _flat(tape.w_ih), _flat(tape.w_hh), tape.lengths,
-                          _flat(gates), _flat(tape.hs), _flat(tape.cs), _flat(dy),
+                          tape.order, _flat(gates), _flat(tape.hs), _flat(tape.cs), _flat(dy),
                           _flat(dh_n), _flat(dc_n), _flat(dx), _flat(dh0), _flat(dc0),
                           _flat(dw_ih), _flat(dw_hh), db_ih, db_hh)
-    if order is not None:
-        back = np.argsort(order)
-        dx, dh0, dc0 = dx[:, back], dh0[back], (None if dc0 is None else dc0[back])
+    if tape.order is not None:  # dx comes out in the kernel's (sorted) row order
+        dx = dx[:, np.argsort(tape.order)]
     return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
 
 
