@@ -96,6 +96,12 @@ static const fnn_rnn_ops *fnn_rnn_ops_now(void) {
 #define FNN_RNN_ROWS 64
 #define FNN_RNN_CHUNK_ROWS 256
 
+/* A split by batch rows needs W_hh (packed) within a core's L2 (1 MB on the
+ * Zen 4 measured; half of it, the rest is the rows' states and gates) and
+ * 8 rows per thread. */
+#define FNN_RNN_L2_BYTES (512 * 1024)
+#define FNN_RNN_MIN_ROWS 8
+
 /* Rows of step t that the GEMMs cover: up to the last row still running.
  * Inactive rows below it are computed and ignored; with the rows sorted by
  * length (the Python layer does that) none are, and a batch with lengths
@@ -109,6 +115,28 @@ static int64_t fnn_rnn_rows(const int64_t *lengths, int64_t N, int64_t t) {
 
 /* Row n of the kernel is row rows[n] of the caller's states and outputs. */
 static int64_t fnn_rnn_row(const int64_t *rows, int64_t n) { return rows ? rows[n] : n; }
+
+/* How the threads share a sequence. By hidden units: every thread takes all
+ * rows and whole panels of units, and a barrier ends each step (each row's
+ * next step needs all units). By batch rows: thread tid takes rows tid, tid +
+ * nt, ... (interleaved, so that sorted lengths stay balanced) and all units;
+ * the recurrences are then independent and need no barrier, but every thread
+ * streams all of W_hh each step, so this is for W_hh that fits in a core's L2
+ * and enough rows to fill the tiles. An element's sums are the same either
+ * way, so the results do not depend on the choice. */
+typedef struct {
+    int64_t r0, stride; /* rows r0, r0 + stride, ... */
+    int64_t u0, u1;     /* units [u0, u1) */
+} fnn_rnn_part;
+
+/* Rows of the first m that a part holds. */
+static int64_t fnn_rnn_count(const fnn_rnn_part *p, int64_t m) {
+    return m > p->r0 ? (m - p->r0 + p->stride - 1) / p->stride : 0;
+}
+
+static int fnn_rnn_by_rows(int64_t N, int64_t packed_bytes, int nt) {
+    return nt > 1 && N >= FNN_RNN_MIN_ROWS * nt && packed_bytes <= FNN_RNN_L2_BYTES;
+}
 
 /* Gate blocks of H columns that the input and the recurrent GEMMs fill. */
 static int64_t fnn_rnn_x_blocks(int mode) {
@@ -326,20 +354,26 @@ static void FNN_NAME(rnn_backward_row)(int64_t len, int relu, T *restrict g,
 #define FNN_T(name) FNN_SFX1(name, SFX)
 #define OP(name) FNN_SFX1(name, SFX)
 
-/* The hidden units [*u0, *u1) of thread `tid` of `nt`: whole panels of the
- * packed GEMM, as evenly as they go. */
-static void FNN_T(fnn_rnn_units)(int64_t H, int tid, int nt, int64_t *u0, int64_t *u1) {
-    int64_t nr = FNN_T(fnn_packed_nr)(), panels = (H + nr - 1) / nr;
-    int64_t p0 = panels * tid / nt, p1 = panels * (tid + 1) / nt;
-    *u0 = p0 * nr < H ? p0 * nr : H;
-    *u1 = p1 * nr < H ? p1 * nr : H;
-}
-
-/* Threads for a sequence: no more than there are panels of units to share. */
-static int FNN_T(fnn_rnn_threads)(int64_t H) {
+/* Threads for a sequence, and thread tid's part (see fnn_rnn_part): split by
+ * units, no more threads than there are panels of units to share. */
+static int FNN_T(fnn_rnn_threads)(int64_t H, int by_rows) {
     int64_t nr = FNN_T(fnn_packed_nr)(), panels = (H + nr - 1) / nr;
     int nt = omp_get_max_threads();
-    return panels < nt ? (int)panels : nt;
+    return by_rows || panels >= nt ? nt : (int)panels;
+}
+
+static fnn_rnn_part FNN_T(fnn_rnn_part_of)(int by_rows, int64_t H, int tid, int nt) {
+    fnn_rnn_part p = {0, 1, 0, H};
+    if (by_rows) {
+        p.r0 = tid;
+        p.stride = nt;
+    } else {
+        int64_t nr = FNN_T(fnn_packed_nr)(), panels = (H + nr - 1) / nr;
+        int64_t p0 = panels * tid / nt, p1 = panels * (tid + 1) / nt;
+        p.u0 = p0 * nr < H ? p0 * nr : H;
+        p.u1 = p1 * nr < H ? p1 * nr : H;
+    }
+    return p;
 }
 
 /* dst = src (N x H) with the kernel's row n at the caller's row rows[n]: to the
@@ -364,15 +398,16 @@ static void FNN_T(fnn_rnn_pack_blocks)(int64_t blocks, int64_t H, int64_t cols, 
                           packed + b * psize);
 }
 
-/* gates[r, b*H + j] = (x W_ih^T)[r, b*H + j] for `rows` rows and the units
- * [u0, u1) of every gate block b: each thread projects the columns its own
- * recurrence reads, so no barrier is needed and they stay in its cache. */
-static void FNN_T(fnn_rnn_project)(int64_t rows, int64_t u0, int64_t u1, int64_t In, int64_t H,
-                                   int64_t blocks, int64_t G, const T *x, const T *packed_ih,
-                                   int64_t xsize, T *gates) {
+/* gates[r, b*H + j] = (x W_ih^T)[r, b*H + j] for `rows` rows (x rows ldx
+ * apart, gates rows ldg apart) and the units [u0, u1) of every gate block b:
+ * each thread projects what its own recurrence reads, so no barrier is needed
+ * and it stays in its cache. */
+static void FNN_T(fnn_rnn_project)(int64_t rows, const T *x, int64_t ldx, int64_t In,
+                                   const fnn_rnn_part *p, int64_t H, int64_t blocks,
+                                   const T *packed_ih, int64_t xsize, T *gates, int64_t ldg) {
     for (int64_t b = 0; b < blocks; b++)
-        FNN_T(fnn_gemm_packed)(rows, u0, u1, In, x, In, packed_ih + b * xsize, 0, gates + b * H,
-                               G);
+        FNN_T(fnn_gemm_packed)(rows, p->u0, p->u1, In, x, ldx, packed_ih + b * xsize, 0,
+                               gates + b * H, ldg);
 }
 
 int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, const T *w_hh,
@@ -415,14 +450,16 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
     FNN_T(fnn_rnn_copy_rows)(N, H, rows, 1, h0, FNN_SLOT(hbuf, first));
     if (lstm) FNN_T(fnn_rnn_copy_rows)(N, H, rows, 1, c0, FNN_SLOT(cbuf, first));
 
-#pragma omp parallel num_threads(FNN_T(fnn_rnn_threads)(H))
+    const int by_rows = fnn_rnn_by_rows(N, blocks * hsize * (int64_t)sizeof(T),
+                                        omp_get_max_threads());
+#pragma omp parallel num_threads(FNN_T(fnn_rnn_threads)(H, by_rows))
     {
         FNN_T(fnn_rnn_pack_blocks)(blocks, H, H, w_hh, 1, packed_hh, hsize);
         FNN_T(fnn_rnn_pack_blocks)(blocks, H, In, w_ih, 1, packed_ih, xsize);
 #pragma omp barrier
-        int64_t u0, u1;
-        FNN_T(fnn_rnn_units)(H, omp_get_thread_num(), omp_get_num_threads(), &u0, &u1);
-        const int64_t len = u1 - u0;
+        const fnn_rnn_part p =
+            FNN_T(fnn_rnn_part_of)(by_rows, H, omp_get_thread_num(), omp_get_num_threads());
+        const int64_t len = p.u1 - p.u0, u0 = p.u0, r0 = p.r0, stride = p.stride;
         /* The input projection runs a chunk of steps ahead of the recurrence:
          * in training straight into `gates`, else into a small workspace that
          * stays in cache (and costs no page faults, unlike a (T, N, G) one). */
@@ -436,26 +473,28 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
                 int64_t t0 = reverse ? steps - end : step, t1 = reverse ? steps - step : end;
                 chunk = training ? gates + t0 * N * G : work;
                 chunk_t0 = t0;
-                if (!lengths)
-                    FNN_T(fnn_rnn_project)((t1 - t0) * N, u0, u1, In, H, blocks, G,
-                                           x + t0 * N * In, packed_ih, xsize, chunk);
-                else /* step by step, the running rows only */
+                if (!lengths && stride == 1)
+                    FNN_T(fnn_rnn_project)((t1 - t0) * N, x + t0 * N * In, In, In, &p, H, blocks,
+                                           packed_ih, xsize, chunk, G);
+                else /* step by step, this thread's running rows only */
                     for (int64_t tt = t0; tt < t1; tt++)
-                        FNN_T(fnn_rnn_project)(fnn_rnn_rows(lengths, N, tt), u0, u1, In, H, blocks,
-                                               G, x + tt * N * In, packed_ih, xsize,
-                                               chunk + (tt - t0) * N * G);
+                        FNN_T(fnn_rnn_project)(fnn_rnn_count(&p, fnn_rnn_rows(lengths, N, tt)),
+                                               x + (tt * N + r0) * In, stride * In, In, &p, H,
+                                               blocks, packed_ih, xsize,
+                                               chunk + ((tt - t0) * N + r0) * G, stride * G);
             }
-            const int64_t m = fnn_rnn_rows(lengths, N, t);
+            const int64_t m = fnn_rnn_count(&p, fnn_rnn_rows(lengths, N, t));
             const T *hin = FNN_SLOT(hbuf, kin);
             T *hout = FNN_SLOT(hbuf, kout);
             T *gt = chunk + (t - chunk_t0) * N * G;
             /* GRU's n block gets W_hn h alone, in its own slot. */
             for (int64_t b = 0; b < blocks; b++) {
                 int alone = gru && b == 2;
-                FNN_T(fnn_gemm_packed)(m, u0, u1, H, hin, H, packed_hh + b * hsize, !alone,
-                                       gt + (alone ? 3 : b) * H, G);
+                FNN_T(fnn_gemm_packed)(m, u0, p.u1, H, hin + r0 * H, stride * H,
+                                       packed_hh + b * hsize, !alone,
+                                       gt + r0 * G + (alone ? 3 : b) * H, stride * G);
             }
-            for (int64_t n = 0; n < N; n++) {
+            for (int64_t n = r0; n < N; n += stride) {
                 T *g = gt + n * G + u0, *yr = y + (t * N + fnn_rnn_row(rows, n)) * H + u0;
                 const T *hi = hin + n * H + u0;
                 T *ho = hout + n * H + u0;
@@ -473,7 +512,9 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
                     ops->OP(rnn_row)(len, relu, g, bias + u0, ho, yr);
                 }
             }
+            if (!by_rows) {
 #pragma omp barrier
+            }
         }
     }
     FNN_T(fnn_rnn_copy_rows)(N, H, rows, 0, FNN_SLOT(hbuf, last), h_n);
@@ -550,21 +591,22 @@ int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, c
     const int64_t split = gru ? 2 * H : xcols;
     const int64_t row_blocks = (all_rows + FNN_RNN_ROWS - 1) / FNN_RNN_ROWS;
     const T *hprev = hs + (reverse ? NH : 0);
-#pragma omp parallel num_threads(FNN_T(fnn_rnn_threads)(H))
+    const int by_rows = fnn_rnn_by_rows(N, hsize * (int64_t)sizeof(T), omp_get_max_threads());
+#pragma omp parallel num_threads(FNN_T(fnn_rnn_threads)(H, by_rows))
     {
 #pragma omp single nowait
         FNN_T(fnn_pack_b)(xcols, H, w_hh, H, 0, packed_hh);
         FNN_T(fnn_rnn_pack_blocks)(blocks, H, In, w_ih, 0, packed_ih, xsize);
 #pragma omp barrier
-        int64_t u0, u1;
-        FNN_T(fnn_rnn_units)(H, omp_get_thread_num(), omp_get_num_threads(), &u0, &u1);
-        const int64_t len = u1 - u0;
+        const fnn_rnn_part p =
+            FNN_T(fnn_rnn_part_of)(by_rows, H, omp_get_thread_num(), omp_get_num_threads());
+        const int64_t len = p.u1 - p.u0, u0 = p.u0, r0 = p.r0, stride = p.stride;
         T *dh_cur = dhbuf, *dh_next = dhbuf + NH;
         for (int64_t step = steps - 1; step >= 0; step--) {
             int64_t t = reverse ? steps - 1 - step : step;
             int64_t kin = reverse ? t + 1 : t, kout = reverse ? t : t + 1;
             T *gt = gates + t * N * G;
-            for (int64_t n = 0; n < N; n++) {
+            for (int64_t n = r0; n < N; n += stride) {
                 T *g = gt + n * G + u0;
                 const T *dhr = dh_cur + n * H + u0;
                 const T *dyr = dy ? dy + (t * N + fnn_rnn_row(rows, n)) * H + u0 : zeros;
@@ -581,15 +623,19 @@ int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, c
                     ops->OP(rnn_backward_row)(len, relu, g, dhr, dyr, dhp);
                 }
             }
+            if (!by_rows) {
 #pragma omp barrier
-            FNN_T(fnn_gemm_packed)(fnn_rnn_rows(lengths, N, t), u0, u1, xcols, gt, G, packed_hh, 1,
-                                   dh_next, H);
+            }
+            FNN_T(fnn_gemm_packed)(fnn_rnn_count(&p, fnn_rnn_rows(lengths, N, t)), u0, p.u1, xcols,
+                                   gt + r0 * G, stride * G, packed_hh, 1, dh_next + r0 * H,
+                                   stride * H);
             T *swap = dh_cur;
             dh_cur = dh_next;
             dh_next = swap;
         }
-        /* The gate gradients are complete (the loop's last barrier); what
-         * remains are GEMMs and sums over all steps, in fixed parts. */
+#pragma omp barrier
+        /* The gate gradients are complete; what remains are GEMMs and sums
+         * over all steps, in fixed parts. */
 #pragma omp for schedule(static) nowait
         for (int64_t part = 0; part < FNN_RNN_WEIGHT_PARTS; part++)
             FNN_T(fnn_rnn_param_grads)(xcols * part / FNN_RNN_WEIGHT_PARTS,
