@@ -25,11 +25,15 @@ from conftest import assert_close, cpu_has
 MODES = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 
-# Each thread owns whole panels of hidden units (csrc/rnn.c), so a sequence uses at most
-# ceil(H / NR) threads, NR the packed GEMM's panel width (8-64 columns by instruction set and
-# dtype). H = 100 is not a multiple of any NR; `several_panels` gives an H of at least three
-# panels (the last one partial) on the instruction set in use, so 3 threads really run.
+# Threads split a sequence by hidden units or by batch rows (csrc/rnn.c). By units, each owns
+# whole panels, so a sequence uses at most ceil(H / NR) threads, NR the packed GEMM's panel
+# width (8-64 columns by instruction set and dtype). H = 100 is not a multiple of any NR;
+# `several_panels` gives an H of at least three panels (the last one partial) on the
+# instruction set in use, so 3 threads really run. By rows (small W_hh, 8+ rows per thread):
+# the "rows" case, a batch of 30 with H = 20, which 1, 2 and 3 threads split differently.
 STEPS, BATCH, INPUT, HIDDEN = 7, 9, 13, 100
+ROWS_BATCH, ROWS_HIDDEN = 30, 20
+ROWS_LENGTHS = np.array([7, 1, 4, 7, 2, 6, 3, 5, 1, 2] * 3)
 
 
 def several_panels(dtype):
@@ -74,13 +78,14 @@ def assert_all_equal(got, want, what):
         assert np.array_equal(a, b), f"result {i} differs {what}"
 
 
-@pytest.mark.parametrize("hidden", ["100", "3-panels"])
+@pytest.mark.parametrize("hidden", ["100", "3-panels", "rows"])
 @pytest.mark.parametrize("mode", MODES)
 def test_sequence_bit_identical_across_thread_counts(mode, hidden, dtype, rng,
                                                      restore_threads):
-    hidden = HIDDEN if hidden == "100" else several_panels(dtype)
-    ins, grads = arrays(rng, mode, dtype, hidden=hidden)
-    cases = [(lengths, reverse) for lengths in (None, LENGTHS) for reverse in (False, True)]
+    batch, lengths = (ROWS_BATCH, ROWS_LENGTHS) if hidden == "rows" else (BATCH, LENGTHS)
+    hidden = {"100": HIDDEN, "rows": ROWS_HIDDEN}.get(hidden) or several_panels(dtype)
+    ins, grads = arrays(rng, mode, dtype, batch=batch, hidden=hidden)
+    cases = [(lens, reverse) for lens in (None, lengths) for reverse in (False, True)]
     fastnn.set_num_threads(1)
     one = [run(mode, ins, grads, *c) for c in cases]
     for n in (2, 3):
