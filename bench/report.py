@@ -305,12 +305,13 @@ def rnn_thread_table(cases: Sequence[RNNCase], results: Dict[str, Dict[str, _ben
             row += [f"{rate:.1f}", f"{gemm_rate:.1f}" + flag(gemm),
                     f"{100 * rate / gemm_rate:.0f}%"]
             mine_len = r.get(f"fastnn-len/{mode}@{n}")
-            cost = ratio(mine, mine_len, stat) if mine_len is not None else math.nan
+            # len/pad: the lengths batch's time over the padded batch's
+            cost = ratio(mine_len, mine, stat) if mine_len is not None else math.nan
             row += [_bench.fmt_ratio(cost) + flag(mine_len),
                     _against(cost, RNN_VARLEN_TARGET, at_least=False)]
             if with_torch:
                 torch_t, torch_len = r.get(f"torch/{mode}@{n}"), r.get(f"torch-len/{mode}@{n}")
-                cost = ratio(torch_t, torch_len, stat) if torch_len is not None else math.nan
+                cost = ratio(torch_len, torch_t, stat) if torch_len is not None else math.nan
                 row.append(_bench.fmt_ratio(cost) + flag(torch_len))
             rows.append(row)
     align = "".join("l" if h in ("case", "pass", "target", "len target") else "r"
