@@ -102,6 +102,12 @@ static const fnn_rnn_ops *fnn_rnn_ops_now(void) {
 #define FNN_RNN_L2_BYTES (512 * 1024)
 #define FNN_RNN_MIN_ROWS 8
 
+/* Work of a step (2 * N * G * H * (I + H) flops) per thread below which a
+ * split by units does not pay for its barriers: measured at N = 1, an LSTM
+ * with H = 128, I = 64 (200 kflops) ran 15% slower on 2 threads than on 1,
+ * with H = 256 (650 kflops) 1.8x faster. */
+#define FNN_RNN_THREAD_FLOPS 250000
+
 /* Rows of step t that the GEMMs cover: up to the last row still running.
  * Inactive rows below it are computed and ignored; with the rows sorted by
  * length (the Python layer does that) none are, and a batch with lengths
@@ -355,11 +361,14 @@ static void FNN_NAME(rnn_backward_row)(int64_t len, int relu, T *restrict g,
 #define OP(name) FNN_SFX1(name, SFX)
 
 /* Threads for a sequence, and thread tid's part (see fnn_rnn_part): split by
- * units, no more threads than there are panels of units to share. */
-static int FNN_T(fnn_rnn_threads)(int64_t H, int by_rows) {
+ * units, no more threads than there are panels of units to share, nor than
+ * there are FNN_RNN_THREAD_FLOPS of a step's work (step_flops). */
+static int FNN_T(fnn_rnn_threads)(int64_t H, int64_t step_flops, int by_rows) {
     int64_t nr = FNN_T(fnn_packed_nr)(), panels = (H + nr - 1) / nr;
+    int64_t most = step_flops / FNN_RNN_THREAD_FLOPS < panels ? step_flops / FNN_RNN_THREAD_FLOPS
+                                                                : panels;
     int nt = omp_get_max_threads();
-    return by_rows || panels >= nt ? nt : (int)panels;
+    return by_rows || most >= nt ? nt : most > 1 ? (int)most : 1;
 }
 
 static fnn_rnn_part FNN_T(fnn_rnn_part_of)(int by_rows, int64_t H, int tid, int nt) {
@@ -452,7 +461,8 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
 
     const int by_rows = fnn_rnn_by_rows(N, blocks * hsize * (int64_t)sizeof(T),
                                         omp_get_max_threads());
-#pragma omp parallel num_threads(FNN_T(fnn_rnn_threads)(H, by_rows))
+    const int threads = FNN_T(fnn_rnn_threads)(H, 2 * N * xcols * (In + H), by_rows);
+#pragma omp parallel num_threads(threads)
     {
         FNN_T(fnn_rnn_pack_blocks)(blocks, H, H, w_hh, 1, packed_hh, hsize);
         FNN_T(fnn_rnn_pack_blocks)(blocks, H, In, w_ih, 1, packed_ih, xsize);
@@ -592,7 +602,8 @@ int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, c
     const int64_t row_blocks = (all_rows + FNN_RNN_ROWS - 1) / FNN_RNN_ROWS;
     const T *hprev = hs + (reverse ? NH : 0);
     const int by_rows = fnn_rnn_by_rows(N, hsize * (int64_t)sizeof(T), omp_get_max_threads());
-#pragma omp parallel num_threads(FNN_T(fnn_rnn_threads)(H, by_rows))
+    const int threads = FNN_T(fnn_rnn_threads)(H, 2 * N * xcols * (In + H), by_rows);
+#pragma omp parallel num_threads(threads)
     {
 #pragma omp single nowait
         FNN_T(fnn_pack_b)(xcols, H, w_hh, H, 0, packed_hh);
@@ -612,7 +623,8 @@ int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, c
                 const T *dyr = dy ? dy + (t * N + fnn_rnn_row(rows, n)) * H + u0 : zeros;
                 T *dhp = dh_next + n * H + u0;
                 if (lengths && t >= lengths[n]) {
-                    for (int64_t b = 0; b < G / H; b++) memset(g + b * H, 0, (size_t)len * sizeof(T));
+                    for (int64_t b = 0; b < G / H; b++)
+                        memset(g + b * H, 0, (size_t)len * sizeof(T));
                     memcpy(dhp, dhr, (size_t)len * sizeof(T));
                 } else if (lstm) {
                     const T *cp = cs + kin * NH + n * H + u0, *cn = cs + kout * NH + n * H + u0;
@@ -639,8 +651,9 @@ int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, c
 #pragma omp for schedule(static) nowait
         for (int64_t part = 0; part < FNN_RNN_WEIGHT_PARTS; part++)
             FNN_T(fnn_rnn_param_grads)(xcols * part / FNN_RNN_WEIGHT_PARTS,
-                                       xcols * (part + 1) / FNN_RNN_WEIGHT_PARTS, split, H, all_rows,
-                                       G, In, gates, x, hprev, dw_ih, dw_hh, db_ih, db_hh);
+                                       xcols * (part + 1) / FNN_RNN_WEIGHT_PARTS, split, H,
+                                       all_rows, G, In, gates, x, hprev, dw_ih, dw_hh, db_ih,
+                                       db_hh);
 #pragma omp for schedule(static)
         for (int64_t rb = 0; rb < row_blocks; rb++) {
             int64_t r0 = rb * FNN_RNN_ROWS;
