@@ -162,9 +162,10 @@ FNN_DECLARE_PACKED(double, f64)
  * Training: gates (T, N, G) with G = 4H (LSTM: i f g o; GRU: r z n and
  * W_hn h + b_hn) or H (RNN), hs (T + 1, N, H) and, for LSTM, cs keep the
  * activations and states the backward reads, hs/cs holding the state before
- * step t at slot t (forward) or t + 1 (reverse). Inference: all three NULL. Biases, and their gradients, may be NULL; so may dy, dh_n and
- * dc_n (zero). The backward overwrites its outputs, and `gates` with the gate
- * gradients (so it runs once per forward); it ignores dy on padded steps. */
+ * step t at slot t (forward) or t + 1 (reverse). Inference: all three NULL.
+ * Biases, and their gradients, may be NULL; so may dy, dh_n and dc_n (zero).
+ * The backward overwrites its outputs, and `gates` with the gate gradients
+ * (so it runs once per forward); it ignores dy on padded steps. */
 enum { FNN_RNN_LSTM = 0, FNN_RNN_GRU = 1, FNN_RNN_TANH = 2, FNN_RNN_RELU = 3 };
 typedef struct {
     int64_t steps, batch, input_size, hidden_size;
