@@ -52,7 +52,7 @@ __all__ = [
     "conv_call", "reference_settle", "gemm_yardstick", "check_case", "format_table", "Progress",
     "pool_grad_output", "pool_call", "copy_yardstick",
     "RNN_TOLERANCE", "rnn_arrays", "rnn_module", "rnn_result_names", "rnn_call",
-    "rnn_step_flops", "rnn_yardstick", "rnn_max_error",
+    "rnn_step_flops", "rnn_yardstick", "rnn_max_error", "check_rnn_case",
 ]
 
 # Pause before every sample and probe: outlasts libgomp's default spin (~5-10 ms).
@@ -924,6 +924,25 @@ def rnn_max_error(actual, expected: np.ndarray) -> float:
     scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
     bound = RNN_TOLERANCE["rtol"] * np.abs(expected) + RNN_TOLERANCE["atol"] * scale
     return float(np.max(np.abs(actual - expected) / bound, initial=0.0))
+
+
+def check_rnn_case(case: RNNCase) -> Dict[str, float]:
+    """Compare fastnn with the reference on one recurrence case, inference and training.
+
+    Returns
+    -------
+    dict
+        For each result of `rnn_result_names` (forward and training): the largest error as a
+        fraction of the allowed one (they agree when every value is <= 1).
+    """
+    arrays = rnn_arrays(case)
+    errors = {}
+    for mode in MODES:
+        got = rnn_call(case, "fastnn", mode, arrays)()
+        want = rnn_call(case, "reference", mode, arrays)()
+        for name, a, e in zip(rnn_result_names(case, mode, arrays[2]), got, want):
+            errors[f"{mode} {name}"] = rnn_max_error(a, e)
+    return errors
 
 
 # --------------------------------------------------------------------------- output

@@ -224,6 +224,11 @@ RNN_CASES = _rnn_shapes("lstm", (0.9, 1.0), (1.5, 1.5)) + _rnn_shapes("gru", (1.
 ]
 
 
+# The recurrences of the main job (`python -m fastnn`): a batch and a batch of one.
+QUICK_RNN_CASES = [c for c in RNN_CASES if c.name in (
+    "lstm_T100_N32_I128_H256", "gru_T200_N1_I64_H128")]
+
+
 class GemmStepCase(NamedTuple):
     """One per-step GEMM of a recurrence: c (m, n) = a (m, k) @ W.T, W (n, k) the same
     weight at every step (the packed-panel kernel's use, csrc/gemm_packed.c)."""
