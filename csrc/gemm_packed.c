@@ -25,9 +25,6 @@
 #include <string.h>
 #include "fastnn.h"
 
-#define FNN_NAME3(base, isa, sfx) base##_##isa##_##sfx
-#define FNN_NAME2(base, isa, sfx) FNN_NAME3(base, isa, sfx)
-#define FNN_NAME(base) FNN_NAME2(base, FNN_ISA, SFX)
 #define FNN_CAT2(a, b) a##b
 #define FNN_CAT(a, b) FNN_CAT2(a, b)
 
@@ -53,63 +50,8 @@ typedef struct {
 #define FNN_GROUP(rows)                                                                       \
     FNN_MIN((FNN_CHAINS + (rows)*FNN_PANEL_VECS - 1) / ((rows)*FNN_PANEL_VECS), FNN_MR / (rows))
 
-/* Per instruction set: the vector size, the panel width in vectors (NR = that
- * many vectors) and MR, the rows of a tile (MR * PANEL_VECS accumulators).
- *
- * Portable: SSE2, 16 registers of 16 bytes, 8 accumulators; no fused
- * multiply-add there. */
-#define FNN_ISA portable
-#define FNN_VBYTES 16
-#define FNN_PANEL_VECS 2
-#define FNN_MR 4
-#define FNN_FMA_f32(b, a, c) ((c) + (b) * (a))
-#define FNN_FMA_f64(b, a, c) ((c) + (b) * (a))
-#include "gemm_packed.c"
-#undef FNN_ISA
-#undef FNN_VBYTES
-#undef FNN_PANEL_VECS
-#undef FNN_MR
-#undef FNN_FMA_f32
-#undef FNN_FMA_f64
-
-/* AVX2: 16 registers of 32 bytes, 12 of them accumulators. */
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define FNN_ISA avx2
-#define FNN_VBYTES 32
-#define FNN_PANEL_VECS 2
-#define FNN_MR 6
-#define FNN_FMA_f32(b, a, c) ((vec_t)_mm256_fmadd_ps((__m256)(b), _mm256_set1_ps(a), (__m256)(c)))
-#define FNN_FMA_f64(b, a, c) ((vec_t)_mm256_fmadd_pd((__m256d)(b), _mm256_set1_pd(a), (__m256d)(c)))
-#include "gemm_packed.c"
-#undef FNN_ISA
-#undef FNN_VBYTES
-#undef FNN_PANEL_VECS
-#undef FNN_MR
-#undef FNN_FMA_f32
-#undef FNN_FMA_f64
-#pragma GCC pop_options
-
-/* AVX-512: 32 registers of 64 bytes, 16 of them accumulators. Four vectors
- * per panel row need 8 loads (B and broadcasts of A) per 16 FMAs; two vectors
- * by 8 rows needed 10 and ran at 95 against 112 GFLOP/s (Zen 4, 32x1024x256).
- * Four rows divide the usual batch sizes. */
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,prefer-vector-width=512")
-#define FNN_ISA avx512
-#define FNN_VBYTES 64
-#define FNN_PANEL_VECS 4
-#define FNN_MR 4
-#define FNN_FMA_f32(b, a, c) ((vec_t)_mm512_fmadd_ps((__m512)(b), _mm512_set1_ps(a), (__m512)(c)))
-#define FNN_FMA_f64(b, a, c) ((vec_t)_mm512_fmadd_pd((__m512d)(b), _mm512_set1_pd(a), (__m512d)(c)))
-#include "gemm_packed.c"
-#undef FNN_ISA
-#undef FNN_VBYTES
-#undef FNN_PANEL_VECS
-#undef FNN_MR
-#undef FNN_FMA_f32
-#undef FNN_FMA_f64
-#pragma GCC pop_options
+#define FNN_ISA_SOURCE "gemm_packed.c"
+#include "isa_builds.h"
 
 #define FNN_PACKED_OPS_OF(isa, sfx) \
     gemm_packed_nr_##isa##_##sfx, pack_b_##isa##_##sfx, gemm_packed_##isa##_##sfx
@@ -146,6 +88,35 @@ FNN_DEFINE_PACKED(double, f64)
 
 #elif !defined(T) /* ---- one instruction set: the dtypes ---- */
 
+/* Per instruction set: the vector size, the panel width in vectors (NR = that
+ * many vectors) and MR, the rows of a tile (MR * PANEL_VECS accumulators). */
+#if FNN_ISA_LEVEL == 0
+/* Portable: SSE2, 16 registers of 16 bytes, 8 accumulators; no fused
+ * multiply-add there. */
+#define FNN_VBYTES 16
+#define FNN_PANEL_VECS 2
+#define FNN_MR 4
+#define FNN_FMA_f32(b, a, c) ((c) + (b) * (a))
+#define FNN_FMA_f64(b, a, c) ((c) + (b) * (a))
+#elif FNN_ISA_LEVEL == 1
+/* AVX2: 16 registers of 32 bytes, 12 of them accumulators. */
+#define FNN_VBYTES 32
+#define FNN_PANEL_VECS 2
+#define FNN_MR 6
+#define FNN_FMA_f32(b, a, c) ((vec_t)_mm256_fmadd_ps((__m256)(b), _mm256_set1_ps(a), (__m256)(c)))
+#define FNN_FMA_f64(b, a, c) ((vec_t)_mm256_fmadd_pd((__m256d)(b), _mm256_set1_pd(a), (__m256d)(c)))
+#else
+/* AVX-512: 32 registers of 64 bytes, 16 of them accumulators. Four vectors
+ * per panel row need 8 loads (B and broadcasts of A) per 16 FMAs; two vectors
+ * by 8 rows needed 10 and ran at 95 against 112 GFLOP/s (Zen 4, 32x1024x256).
+ * Four rows divide the usual batch sizes. */
+#define FNN_VBYTES 64
+#define FNN_PANEL_VECS 4
+#define FNN_MR 4
+#define FNN_FMA_f32(b, a, c) ((vec_t)_mm512_fmadd_ps((__m512)(b), _mm512_set1_ps(a), (__m512)(c)))
+#define FNN_FMA_f64(b, a, c) ((vec_t)_mm512_fmadd_pd((__m512d)(b), _mm512_set1_pd(a), (__m512d)(c)))
+#endif
+
 #define T float
 #define SFX f32
 #include "gemm_packed.c"
@@ -156,6 +127,11 @@ FNN_DEFINE_PACKED(double, f64)
 #include "gemm_packed.c"
 #undef T
 #undef SFX
+#undef FNN_VBYTES
+#undef FNN_PANEL_VECS
+#undef FNN_MR
+#undef FNN_FMA_f32
+#undef FNN_FMA_f64
 
 #else /* ---- body: one instruction set, one dtype ---- */
 

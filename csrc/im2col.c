@@ -17,10 +17,6 @@
 #include <string.h>
 #include "fastnn.h"
 
-#define FNN_NAME3(base, isa, sfx) base##_##isa##_##sfx
-#define FNN_NAME2(base, isa, sfx) FNN_NAME3(base, isa, sfx)
-#define FNN_NAME(base) FNN_NAME2(base, FNN_ISA, SFX)
-
 /* What a walk over a block does with each in-bounds row segment of a tap. The
  * first two move data between the image and a column matrix; the last three are
  * a direct convolution of one input channel, where every tap reads or writes
@@ -33,23 +29,8 @@ enum {
     FNN_WALK_DOT      /* w[tap] += sum_p row[p] * x[...] */
 };
 
-#define FNN_ISA portable
-#include "im2col.c"
-#undef FNN_ISA
-
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define FNN_ISA avx2
-#include "im2col.c"
-#undef FNN_ISA
-#pragma GCC pop_options
-
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,prefer-vector-width=512")
-#define FNN_ISA avx512
-#include "im2col.c"
-#undef FNN_ISA
-#pragma GCC pop_options
+#define FNN_ISA_SOURCE "im2col.c"
+#include "isa_builds.h"
 
 #define FNN_OPS_OF(name, isa) name##_##isa##_f32, name##_##isa##_f64
 #define FNN_DEFINE_OPS(isa)                                                                   \

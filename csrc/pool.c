@@ -33,10 +33,6 @@
 #include <string.h>
 #include "fastnn.h"
 
-#define FNN_NAME3(base, isa, sfx) base##_##isa##_##sfx
-#define FNN_NAME2(base, isa, sfx) FNN_NAME3(base, isa, sfx)
-#define FNN_NAME(base) FNN_NAME2(base, FNN_ISA, SFX)
-
 /* The per-row and per-plane kernels of one instruction set. */
 #define FNN_POOL_OPS(T, SFX)                                                                  \
     void (*max_rows_##SFX)(const fnn_pool_shape *s, const T *x, int64_t oh0, int64_t oh1,    \
@@ -137,23 +133,8 @@ static int fnn_pyramid_tiled(const fnn_pool_shape *s, int64_t S) {
              : 0) +                                                                           \
         (size_t)((s)->in_w + 2 * (max_ow)) * (sizeof(T) + sizeof(int64_t))
 
-#define FNN_ISA portable
-#include "pool.c"
-#undef FNN_ISA
-
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define FNN_ISA avx2
-#include "pool.c"
-#undef FNN_ISA
-#pragma GCC pop_options
-
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,prefer-vector-width=512")
-#define FNN_ISA avx512
-#include "pool.c"
-#undef FNN_ISA
-#pragma GCC pop_options
+#define FNN_ISA_SOURCE "pool.c"
+#include "isa_builds.h"
 
 #define FNN_POOL_OPS_OF(name, isa) name##_##isa##_f32
 #define FNN_POOL_OPS_OF64(name, isa) name##_##isa##_f64

@@ -26,10 +26,6 @@
 #include "blas.h"
 #include "fastnn.h"
 
-#define FNN_NAME3(base, isa, sfx) base##_##isa##_##sfx
-#define FNN_NAME2(base, isa, sfx) FNN_NAME3(base, isa, sfx)
-#define FNN_NAME(base) FNN_NAME2(base, FNN_ISA, SFX)
-
 /* Gate kernels over `len` hidden units of one batch row. Forward: g holds the
  * row's pre-activations (gate blocks H apart), b the biases in the same
  * layout; the activations are written back over g (the backward reads them).
@@ -54,23 +50,8 @@ typedef struct {
 } fnn_rnn_ops;
 #undef FNN_RNN_OPS
 
-#define FNN_ISA portable
-#include "rnn.c"
-#undef FNN_ISA
-
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define FNN_ISA avx2
-#include "rnn.c"
-#undef FNN_ISA
-#pragma GCC pop_options
-
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,prefer-vector-width=512")
-#define FNN_ISA avx512
-#include "rnn.c"
-#undef FNN_ISA
-#pragma GCC pop_options
+#define FNN_ISA_SOURCE "rnn.c"
+#include "isa_builds.h"
 
 #define FNN_RNN_LIST(isa, sfx)                                                                \
     lstm_row_##isa##_##sfx, gru_row_##isa##_##sfx, rnn_row_##isa##_##sfx,                     \
