@@ -2,23 +2,25 @@
  * relu), one layer and one direction per call, forward and backward through
  * time.
  *
- * Forward: one large GEMM projects the inputs of all T steps (x W_ih^T in
- * fixed blocks of rows); then every step adds h W_hh^T with the packed-panel
- * GEMM (gemm_packed.c: W_hh is packed once per call, not once per step as a
- * BLAS call would) and applies the gate nonlinearities to what it just wrote.
- * Each thread owns a range of hidden units for the whole sequence and computes
- * every gate's columns for them, so the cell update needs nothing from the
- * other threads and one barrier per step is all the synchronisation; the
- * whole sequence runs in one parallel region (DESIGN.md section 2).
- * Backward: per step the gate gradients of a thread's units, a barrier, then
- * dh_{t-1} of its units = dG_t W_hh (W_hh packed once again). The weight and
- * bias gradients and dx are large GEMMs over all steps once the loop is done.
+ * Forward: the input projection x W_ih^T runs a chunk of steps ahead of the
+ * recurrence (one GEMM per chunk, so its output is still in cache when the
+ * steps read it); every step then adds h W_hh^T with the packed-panel GEMM
+ * (gemm_packed.c: W_hh is packed once per call, not once per step as a BLAS
+ * call would) and applies the gate nonlinearities to what it just wrote. The
+ * whole sequence runs in one parallel region (DESIGN.md section 2); threads
+ * share it by hidden units or by batch rows (fnn_rnn_part below).
+ * Backward: per step the gate gradients (written over the kept activations),
+ * then dh_{t-1} = dG_t W_hh (W_hh packed once again); the weight and bias
+ * gradients and dx are GEMMs over all steps once the loop is done.
+ * With lengths, the rows come sorted longest first, so each step's GEMMs
+ * cover only the rows still running.
  *
- * Every split depends on the shape only (fixed blocks of rows; a unit's sums
- * do not depend on its range), so results are the same bit for bit whatever
- * the thread count. The gate kernels are compiled once per instruction set,
- * like im2col.c: this file includes itself once per instruction set, within
- * that once per dtype, and once per dtype for the entry points. */
+ * Every split depends on the shape only (fixed blocks of rows; an element's
+ * sums do not depend on the range or rows a call covers), so results are the
+ * same bit for bit whatever the thread count. The gate kernels are compiled
+ * once per instruction set (isa_builds.h): this file includes itself once per
+ * instruction set, within that once per dtype, and once per dtype for the
+ * entry points. */
 #if !defined(FNN_ISA) && !defined(T) /* ---- top level ---- */
 #include <omp.h>
 #include <stdlib.h>
