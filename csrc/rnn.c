@@ -86,10 +86,12 @@ static const fnn_rnn_ops *fnn_rnn_ops_now(void) {
 #define FNN_RNN_MIN_ROWS 8
 
 /* Work of a step (2 * N * G * H * (I + H) flops) per thread below which a
- * split by units does not pay for its barriers: measured at N = 1, an LSTM
- * with H = 128, I = 64 (200 kflops) ran 15% slower on 2 threads than on 1,
- * with H = 256 (650 kflops) 1.8x faster. */
-#define FNN_RNN_THREAD_FLOPS 250000
+ * split by units does not pay for its barriers. At N = 1 (Zen 4, calls 15 ms
+ * apart, as the benchmarks time them), an LSTM with H = 128, I = 64 (200
+ * kflops a step) ran 1.2-1.35x faster on 2 threads, a GRU (150 kflops)
+ * 1.2-1.3x, and with AVX2 (16-column panels) H = I = 64 (130 kflops) 1.4x,
+ * H = I = 32 (33 kflops) about the same. */
+#define FNN_RNN_THREAD_FLOPS 25000
 
 /* Rows of step t that the GEMMs cover: up to the last row still running.
  * Inactive rows below it are computed and ignored; with the rows sorted by
