@@ -74,6 +74,13 @@ typedef struct {
 extern const fnn_simd_ops fnn_simd_portable, fnn_simd_avx2, fnn_simd_avx512;
 extern const fnn_simd_ops *fnn_simd;
 
+/* The instruction set in use as an index, 0 portable, 1 AVX2, 2 AVX-512 (as
+ * FNN_ISA_LEVEL in isa_builds.h): the other kernel files pick their own
+ * per-set tables with it, so FASTNN_SIMD applies to every file. */
+static inline int fnn_simd_level(void) {
+    return fnn_simd == &fnn_simd_avx512 ? 2 : fnn_simd == &fnn_simd_avx2 ? 1 : 0;
+}
+
 /* Whole batches: cols (N, C*kH*kW, L) and x (N, C, H, W). */
 int fnn_im2col_f32(const fnn_conv_shape *s, const float *x, float *cols);
 int fnn_im2col_f64(const fnn_conv_shape *s, const double *x, double *cols);

@@ -62,11 +62,10 @@ FNN_DEFINE_PACKED_OPS(portable)
 FNN_DEFINE_PACKED_OPS(avx2)
 FNN_DEFINE_PACKED_OPS(avx512)
 
-/* The instruction set runtime.c chose for im2col.c (FASTNN_SIMD applies here too). */
+/* The set runtime.c chose (fnn_simd_level). */
 static const fnn_packed_ops *fnn_packed_ops_now(void) {
-    if (fnn_simd == &fnn_simd_avx512) return &fnn_packed_avx512;
-    if (fnn_simd == &fnn_simd_avx2) return &fnn_packed_avx2;
-    return &fnn_packed_portable;
+    static const fnn_packed_ops *const sets[] = {&fnn_packed_portable, &fnn_packed_avx2, &fnn_packed_avx512};
+    return sets[fnn_simd_level()];
 }
 
 #define FNN_DEFINE_PACKED(T, SFX)                                                             \

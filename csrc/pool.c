@@ -149,11 +149,10 @@ FNN_DEFINE_POOL_OPS(portable)
 FNN_DEFINE_POOL_OPS(avx2)
 FNN_DEFINE_POOL_OPS(avx512)
 
-/* The instruction set runtime.c chose for im2col.c (FASTNN_SIMD applies to both). */
+/* The set runtime.c chose (fnn_simd_level). */
 static const fnn_pool_ops *fnn_pool_ops_now(void) {
-    if (fnn_simd == &fnn_simd_avx512) return &fnn_pool_avx512;
-    if (fnn_simd == &fnn_simd_avx2) return &fnn_pool_avx2;
-    return &fnn_pool_portable;
+    static const fnn_pool_ops *const sets[] = {&fnn_pool_portable, &fnn_pool_avx2, &fnn_pool_avx512};
+    return sets[fnn_simd_level()];
 }
 
 /* Forward passes: work items are runs of output rows of one plane; each plane is

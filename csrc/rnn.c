@@ -65,11 +65,10 @@ FNN_DEFINE_RNN_OPS(portable)
 FNN_DEFINE_RNN_OPS(avx2)
 FNN_DEFINE_RNN_OPS(avx512)
 
-/* The instruction set runtime.c chose for im2col.c (FASTNN_SIMD applies to all). */
+/* The set runtime.c chose (fnn_simd_level). */
 static const fnn_rnn_ops *fnn_rnn_ops_now(void) {
-    if (fnn_simd == &fnn_simd_avx512) return &fnn_rnn_avx512;
-    if (fnn_simd == &fnn_simd_avx2) return &fnn_rnn_avx2;
-    return &fnn_rnn_portable;
+    static const fnn_rnn_ops *const sets[] = {&fnn_rnn_portable, &fnn_rnn_avx2, &fnn_rnn_avx512};
+    return sets[fnn_simd_level()];
 }
 
 /* Rows of the dx GEMM per work item: fixed, so the calls do not depend on
