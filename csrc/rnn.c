@@ -419,7 +419,8 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
     T *packed_ih = malloc((size_t)(blocks * xsize) * sizeof(T));
     T *bias = calloc((size_t)G, sizeof(T));
     T *state = training ? NULL : malloc((size_t)(2 * NH * (lstm ? 2 : 1)) * sizeof(T));
-    const int64_t chunk_steps = FNN_RNN_CHUNK_ROWS / N > 1 ? FNN_RNN_CHUNK_ROWS / N : 1;
+    int64_t chunk_steps = FNN_RNN_CHUNK_ROWS / N > 1 ? FNN_RNN_CHUNK_ROWS / N : 1;
+    if (chunk_steps > steps) chunk_steps = steps;
     T *work = training ? NULL : malloc((size_t)(chunk_steps * N * G) * sizeof(T));
     if (!packed_hh || !packed_ih || !bias || (!training && (!state || !work))) {
         free(packed_hh);
