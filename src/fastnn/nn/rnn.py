@@ -72,11 +72,11 @@ class _RNNBase(Module):
         self.dtype = _layer_dtype(dtype)
         self.rng = rng if rng is not None else np.random.default_rng()
         gates = RNN_GATES[mode] * self.hidden_size
+        init = lambda shape: _uniform_init(self.rng, shape, self.hidden_size, self.dtype)
         for layer in range(self.num_layers):
             for suffix in self._suffixes:
                 width = self.input_size if layer == 0 else self.hidden_size * self.directions
                 name = f"l{layer}{suffix}"
-                init = lambda shape: _uniform_init(self.rng, shape, self.hidden_size, self.dtype)
                 setattr(self, "weight_ih_" + name, init((gates, width)))
                 setattr(self, "weight_hh_" + name, init((gates, self.hidden_size)))
                 if self.bias:
