@@ -69,7 +69,7 @@ def test_sizes_around_the_tile(rng, dtype, m, k, trans_b, beta):
 
 @pytest.mark.parametrize("beta", [0, 1])
 @pytest.mark.parametrize("trans_b", [0, 1])
-@pytest.mark.parametrize("m,k", [(1, 2048), (13, 2048), (32, 256), (64, 512)])
+@pytest.mark.parametrize("m,k", [(1, 2048), (13, 2048), (9, 1100), (32, 256), (64, 512)])
 def test_long_sums_and_recurrent_shapes(rng, dtype, m, k, trans_b, beta):
     _check(rng, m, 4 * _nr(dtype) + 3, k, dtype, trans_b, beta)
 
