@@ -31,6 +31,9 @@ void fnn_init(void);
 void fnn_set_num_threads(int n);
 int fnn_get_num_threads(void);
 const char *fnn_simd_name(void);
+/* Bytes of one core's level-1 data cache or level-2 cache, as the system
+ * reports them at fnn_init (32 KB and 1 MB where it does not). */
+int64_t fnn_cache_bytes(int level);
 const char *fnn_compiler(void);
 const char *fnn_blas_config(void);
 

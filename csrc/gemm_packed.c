@@ -44,15 +44,16 @@ typedef struct {
  * than MR rows (batch 1 is a GEMV) spans several panels to reach it. */
 #define FNN_CHAINS 8
 #define FNN_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define FNN_MAX(a, b) ((a) > (b) ? (a) : (b))
 /* Values of p per block of the transposing pack: two cache lines of each row of
  * W (f32) at a time; 2x faster than row by row, and 16, 64, 128 were no better. */
 #define FNN_PACK_BLOCK 32
-/* Bytes of a panel that the row tiles share from L1: a whole panel of the
- * per-step shapes (k = 256, 512: 64-128 KB in f32 with AVX-512) is streamed
- * from L2 by every 4-row tile, at 32 bytes a cycle, which bounds the kernel;
- * blocks of 32 KB took M=32, N=1024, K=256 from 110 to 142 GFLOP/s and
- * 64x2048x512 from 105 to 130 (Sapphire Rapids, 48 KB L1; 16 KB: 138, 126). */
-#define FNN_KC_BYTES 32768
+/* The part of a panel that the row tiles share from L1: half of L1. A whole
+ * panel of the per-step shapes (k = 256, 512: 64-128 KB in f32 with AVX-512)
+ * is streamed from L2 by every 4-row tile, at 32 bytes a cycle, which bounds
+ * the kernel; blocks of 32 KB took M=32, N=1024, K=256 from 110 to 142 GFLOP/s
+ * and 64x2048x512 from 105 to 130 (Sapphire Rapids, 48 KB L1; 16 KB: 138, 126). */
+#define FNN_KC_BYTES (fnn_cache_bytes(1) / 2)
 #define FNN_GROUP(rows)                                                                       \
     FNN_MIN((FNN_CHAINS + (rows)*FNN_PANEL_VECS - 1) / ((rows)*FNN_PANEL_VECS), FNN_MR / (rows))
 
@@ -239,7 +240,8 @@ static void FNN_NAME(tile_rows)(int rows, int panels, int64_t k, const T *a, int
 static void FNN_NAME(panel_group)(int64_t m, int panels, int64_t k, const T *a, int64_t lda,
                                   const T *b, int64_t panel_size, int beta, T *c,
                                   int64_t ldc) {
-    const int64_t kc = FNN_KC_BYTES / (FNN_NR * (int64_t)sizeof(T)), full = m - m % FNN_MR;
+    const int64_t kc = FNN_MAX(FNN_KC_BYTES / (FNN_NR * (int64_t)sizeof(T)), 16);
+    const int64_t full = m - m % FNN_MR;
     for (int q = 0; q < panels; q++)
         for (int64_t p0 = 0; p0 < k; p0 += kc)
             for (int64_t i = 0; i < full; i += FNN_MR)

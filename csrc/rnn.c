@@ -78,10 +78,9 @@ static const fnn_rnn_ops *fnn_rnn_ops_now(void) {
 #define FNN_RNN_ROWS 64
 #define FNN_RNN_CHUNK_ROWS 256
 
-/* A split by batch rows needs W_hh (packed) within a core's L2 (1 MB on the
- * Zen 4 measured; half of it, the rest is the rows' states and gates) and
- * 8 rows per thread. */
-#define FNN_RNN_L2_BYTES (512 * 1024)
+/* A split by batch rows needs W_hh (packed) within half of a core's L2 (the
+ * rest is the rows' states and gates) and 8 rows per thread. */
+#define FNN_RNN_L2_BYTES (fnn_cache_bytes(2) / 2)
 #define FNN_RNN_MIN_ROWS 8
 
 /* Work of a step (2 * N * G * H * (I + H) flops) per thread below which a

@@ -4,6 +4,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "blas.h"
 #include "fastnn.h"
 
@@ -12,6 +13,7 @@
 #endif
 
 const fnn_simd_ops *fnn_simd = &fnn_simd_portable;
+static int64_t fnn_l1_bytes = 32 * 1024, fnn_l2_bytes = 1024 * 1024;
 
 /* FASTNN_SIMD=portable|avx2 asks for a path; one the CPU lacks is not taken. */
 static const fnn_simd_ops *choose_simd_ops(void) {
@@ -29,6 +31,11 @@ static const fnn_simd_ops *choose_simd_ops(void) {
 void fnn_init(void) {
     __builtin_cpu_init();
     fnn_simd = choose_simd_ops();
+#if defined(_SC_LEVEL1_DCACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE)
+    long l1 = sysconf(_SC_LEVEL1_DCACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (l1 > 0) fnn_l1_bytes = l1;
+    if (l2 > 0) fnn_l2_bytes = l2;
+#endif
     /* OpenMP does all parallel work; a threaded OpenBLAS inside it oversubscribes
      * (DESIGN.md section 2: 110-125 against 156-159 GFLOP/s). */
     fnn_blas_set_num_threads(1);
@@ -37,5 +44,6 @@ void fnn_init(void) {
 void fnn_set_num_threads(int n) { omp_set_num_threads(n > 0 ? n : 1); }
 int fnn_get_num_threads(void) { return omp_get_max_threads(); }
 const char *fnn_simd_name(void) { return fnn_simd->name; }
+int64_t fnn_cache_bytes(int level) { return level == 1 ? fnn_l1_bytes : fnn_l2_bytes; }
 const char *fnn_compiler(void) { return FNN_COMPILER; }
 const char *fnn_blas_config(void) { return fnn_blas_get_config(); }
