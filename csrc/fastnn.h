@@ -148,17 +148,20 @@ int fnn_gemm_batch_f64(int64_t batch, int64_t m, int64_t n, int64_t k, const dou
  * columns (that of the instruction set in use), the last panel padded with zeros.
  * - fnn_pack_b: B[p][j] = b[p*ldb + j] (trans_b = 0) or b[j*ldb + p] (trans_b = 1:
  *   b is an n x k weight W and B = W^T), into fnn_packed_size elements at bp.
- * - fnn_gemm_packed: c[i*ldc + j] = (beta ? c[i*ldc + j] : 0) + sum_p a[i*lda + p] * B[p][j]
- *   for i < m and n0 <= j < n1, n0 a multiple of fnn_packed_nr; beta is 0 or 1 (with 0,
- *   c is only written). Single-threaded, re-entrant, allocates nothing: one thread per
- *   column range. Element (i, j) does not depend on n0, n1 or m, so ranges split over
- *   threads give the bits of one call. */
+ * - fnn_gemm_packed: c[i*ldc + j] = (accumulate ? c[i*ldc + j] : 0) + sum_p a[i*lda + p] *
+ *   B[p][j] for i < m and n0 <= j < n1, n0 a multiple of fnn_packed_nr; flags are
+ *   FNN_PACKED_ACCUMULATE (without it, c is only written) and FNN_PACKED_PREFETCH (the
+ *   caller's panels do not stay in L2 from call to call: fetch them ahead). Single-threaded,
+ *   re-entrant, allocates nothing: one thread per column range. Element (i, j) does not
+ *   depend on n0, n1, m or the prefetch, so ranges split over threads give the bits of
+ *   one call. */
+enum { FNN_PACKED_ACCUMULATE = 1, FNN_PACKED_PREFETCH = 2 };
 #define FNN_DECLARE_PACKED(T, SFX)                                                             \
     int64_t fnn_packed_nr_##SFX(void);                                                         \
     int64_t fnn_packed_size_##SFX(int64_t k, int64_t n);                                       \
     void fnn_pack_b_##SFX(int64_t k, int64_t n, const T *b, int64_t ldb, int trans_b, T *bp);  \
     void fnn_gemm_packed_##SFX(int64_t m, int64_t n0, int64_t n1, int64_t k, const T *a,       \
-                               int64_t lda, const T *bp, int beta, T *c, int64_t ldc);
+                               int64_t lda, const T *bp, int flags, T *c, int64_t ldc);
 FNN_DECLARE_PACKED(float, f32)
 FNN_DECLARE_PACKED(double, f64)
 

@@ -33,7 +33,7 @@
     int64_t (*nr_##SFX)(void);                                                                \
     void (*pack_b_##SFX)(int64_t k, int64_t n, const T *b, int64_t ldb, int trans_b, T *bp); \
     void (*gemm_##SFX)(int64_t m, int64_t n0, int64_t n1, int64_t k, const T *a,            \
-                       int64_t lda, const T *bp, int beta, T *c, int64_t ldc);
+                       int64_t lda, const T *bp, int flags, T *c, int64_t ldc);
 typedef struct {
     FNN_PACKED_OPS(float, f32)
     FNN_PACKED_OPS(double, f64)
@@ -86,8 +86,8 @@ static const fnn_packed_ops *fnn_packed_ops_now(void) {
         fnn_packed_ops_now()->pack_b_##SFX(k, n, b, ldb, trans_b, bp);                         \
     }                                                                                          \
     void fnn_gemm_packed_##SFX(int64_t m, int64_t n0, int64_t n1, int64_t k, const T *a,      \
-                               int64_t lda, const T *bp, int beta, T *c, int64_t ldc) {        \
-        fnn_packed_ops_now()->gemm_##SFX(m, n0, n1, k, a, lda, bp, beta, c, ldc);              \
+                               int64_t lda, const T *bp, int flags, T *c, int64_t ldc) {       \
+        fnn_packed_ops_now()->gemm_##SFX(m, n0, n1, k, a, lda, bp, flags, c, ldc);             \
     }
 FNN_DEFINE_PACKED(float, f32)
 FNN_DEFINE_PACKED(double, f64)
@@ -238,16 +238,26 @@ static void FNN_NAME(tile_rows)(int rows, int panels, int64_t k, const T *a, int
  * once, over all of k (they read each panel once). A tile's accumulators go
  * through C between blocks, which leaves every element's chain unchanged. */
 static void FNN_NAME(panel_group)(int64_t m, int panels, int64_t k, const T *a, int64_t lda,
-                                  const T *b, int64_t panel_size, int beta, T *c,
-                                  int64_t ldc) {
+                                  const T *b, int64_t panel_size, const T *b_end, int beta,
+                                  T *c, int64_t ldc) {
     const int64_t kc = FNN_MAX(FNN_KC_BYTES / (FNN_NR * (int64_t)sizeof(T)), 16);
-    const int64_t full = m - m % FNN_MR;
+    const int64_t full = m - m % FNN_MR, tiles = full / FNN_MR;
     for (int q = 0; q < panels; q++)
-        for (int64_t p0 = 0; p0 < k; p0 += kc)
-            for (int64_t i = 0; i < full; i += FNN_MR)
-                FNN_NAME(tile_rows)(FNN_MR, 1, k - p0 < kc ? k - p0 : kc, a + i * lda + p0, lda,
-                                    b + q * panel_size + p0 * FNN_NR, panel_size,
+        for (int64_t p0 = 0; p0 < k; p0 += kc) {
+            const int64_t kk = k - p0 < kc ? k - p0 : kc;
+            const T *block = b + q * panel_size + p0 * FNN_NR;
+            /* With b_end, the next block (it follows this one in memory) goes
+             * to L2 while the row tiles run, a share before each. */
+            const char *next = (const char *)(block + kk * FNN_NR);
+            const int64_t ahead = b_end ? FNN_MIN((const char *)b_end - next, FNN_KC_BYTES) : 0;
+            const int64_t share = tiles ? (ahead / 64 + tiles - 1) / tiles * 64 : 0;
+            for (int64_t i = 0, t = 0; i < full; i += FNN_MR, t++) {
+                for (int64_t off = t * share; off < FNN_MIN((t + 1) * share, ahead); off += 64)
+                    __builtin_prefetch(next + off, 0, 2);
+                FNN_NAME(tile_rows)(FNN_MR, 1, kk, a + i * lda + p0, lda, block, panel_size,
                                     beta || p0 > 0, c + i * ldc + q * FNN_NR, ldc);
+            }
+        }
     if (full < m)
         FNN_NAME(tile_rows)((int)(m - full), panels, k, a + full * lda, lda, b, panel_size, beta,
                             c + full * ldc, ldc);
@@ -270,17 +280,23 @@ static void FNN_NAME(edge_panel)(int64_t m, int64_t cols, int64_t k, const T *a,
 }
 
 static void FNN_NAME(gemm_packed)(int64_t m, int64_t n0, int64_t n1, int64_t k, const T *a,
-                                  int64_t lda, const T *bp, int beta, T *c, int64_t ldc) {
+                                  int64_t lda, const T *bp, int flags, T *c, int64_t ldc) {
     assert(n0 % FNN_NR == 0 && n0 <= n1);
     const int64_t panel_size = k * FNN_NR, full_end = n1 - (n1 - n0) % FNN_NR;
     const int tail_rows = (int)(m % FNN_MR);
     const int group = tail_rows ? FNN_GROUP(tail_rows) : 1;
+    const int beta = (flags & FNN_PACKED_ACCUMULATE) != 0;
     const T *b = bp + n0 / FNN_NR * panel_size;
+    /* Panels that do not stay in L2 come from L3, whose latency the hardware
+     * prefetcher does not hide at the start of each block: prefetching took
+     * an LSTM with H = 512 (W_hh 4 MB) 2-6% faster, but one with H = 256 (1 MB,
+     * in L2) 1% slower on one thread and 7% on two, hence the caller's flag. */
+    const T *b_end = flags & FNN_PACKED_PREFETCH ? bp + full_end / FNN_NR * panel_size : NULL;
     int64_t j = n0;
     for (; j + group * FNN_NR <= full_end; j += group * FNN_NR, b += group * panel_size)
-        FNN_NAME(panel_group)(m, group, k, a, lda, b, panel_size, beta, c + j, ldc);
+        FNN_NAME(panel_group)(m, group, k, a, lda, b, panel_size, b_end, beta, c + j, ldc);
     for (; j < full_end; j += FNN_NR, b += panel_size)
-        FNN_NAME(panel_group)(m, 1, k, a, lda, b, panel_size, beta, c + j, ldc);
+        FNN_NAME(panel_group)(m, 1, k, a, lda, b, panel_size, b_end, beta, c + j, ldc);
     if (j < n1) FNN_NAME(edge_panel)(m, n1 - j, k, a, lda, b, beta, c + j, ldc);
 }
 

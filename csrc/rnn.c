@@ -128,6 +128,13 @@ static int fnn_rnn_by_rows(int64_t N, int64_t packed_bytes, int nt) {
 }
 
 /* Gate blocks of H columns that the input and the recurrent GEMMs fill. */
+/* FNN_PACKED_PREFETCH when a thread's part of a packed weight (`bytes` in
+ * all; split by units over nt threads unless `whole`) does not stay in L2 with
+ * the rest of a step. */
+static int fnn_rnn_prefetch(int64_t bytes, int whole, int nt) {
+    return (whole ? bytes : bytes / nt) > fnn_cache_bytes(2) / 2 ? FNN_PACKED_PREFETCH : 0;
+}
+
 static int64_t fnn_rnn_x_blocks(int mode) {
     return mode == FNN_RNN_LSTM ? 4 : mode == FNN_RNN_GRU ? 3 : 1;
 }
@@ -396,9 +403,10 @@ static void FNN_T(fnn_rnn_pack_blocks)(int64_t blocks, int64_t H, int64_t cols, 
  * and it stays in its cache. */
 static void FNN_T(fnn_rnn_project)(int64_t rows, const T *x, int64_t ldx, int64_t In,
                                    const fnn_rnn_part *p, int64_t H, int64_t blocks,
-                                   const T *packed_ih, int64_t xsize, T *gates, int64_t ldg) {
+                                   const T *packed_ih, int64_t xsize, int flags, T *gates,
+                                   int64_t ldg) {
     for (int64_t b = 0; b < blocks; b++)
-        FNN_T(fnn_gemm_packed)(rows, p->u0, p->u1, In, x, ldx, packed_ih + b * xsize, 0,
+        FNN_T(fnn_gemm_packed)(rows, p->u0, p->u1, In, x, ldx, packed_ih + b * xsize, flags,
                                gates + b * H, ldg);
 }
 
@@ -446,6 +454,8 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
     const int by_rows = fnn_rnn_by_rows(N, blocks * hsize * (int64_t)sizeof(T),
                                         omp_get_max_threads());
     const int threads = FNN_T(fnn_rnn_threads)(H, 2 * N * xcols * (In + H), by_rows);
+    const int pf_hh = fnn_rnn_prefetch(blocks * hsize * (int64_t)sizeof(T), by_rows, threads);
+    const int pf_ih = fnn_rnn_prefetch(blocks * xsize * (int64_t)sizeof(T), by_rows, threads);
 #pragma omp parallel num_threads(threads)
     {
         FNN_T(fnn_rnn_pack_blocks)(blocks, H, H, w_hh, 1, packed_hh, hsize);
@@ -469,12 +479,12 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
                 chunk_t0 = t0;
                 if (!lengths && stride == 1)
                     FNN_T(fnn_rnn_project)((t1 - t0) * N, x + t0 * N * In, In, In, &p, H, blocks,
-                                           packed_ih, xsize, chunk, G);
+                                           packed_ih, xsize, pf_ih, chunk, G);
                 else /* step by step, this thread's running rows only */
                     for (int64_t tt = t0; tt < t1; tt++)
                         FNN_T(fnn_rnn_project)(fnn_rnn_count(&p, fnn_rnn_rows(lengths, N, tt)),
                                                x + (tt * N + r0) * In, stride * In, In, &p, H,
-                                               blocks, packed_ih, xsize,
+                                               blocks, packed_ih, xsize, pf_ih,
                                                chunk + ((tt - t0) * N + r0) * G, stride * G);
             }
             const int64_t m = fnn_rnn_count(&p, fnn_rnn_rows(lengths, N, t));
@@ -485,7 +495,8 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
             for (int64_t b = 0; b < blocks; b++) {
                 int alone = gru && b == 2;
                 FNN_T(fnn_gemm_packed)(m, u0, p.u1, H, hin + r0 * H, stride * H,
-                                       packed_hh + b * hsize, !alone,
+                                       packed_hh + b * hsize,
+                                       (alone ? 0 : FNN_PACKED_ACCUMULATE) | pf_hh,
                                        gt + r0 * G + (alone ? 3 : b) * H, stride * G);
             }
             for (int64_t n = r0; n < N; n += stride) {
@@ -587,6 +598,8 @@ int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, c
     const T *hprev = hs + (reverse ? NH : 0);
     const int by_rows = fnn_rnn_by_rows(N, hsize * (int64_t)sizeof(T), omp_get_max_threads());
     const int threads = FNN_T(fnn_rnn_threads)(H, 2 * N * xcols * (In + H), by_rows);
+    const int pf_hh = fnn_rnn_prefetch(hsize * (int64_t)sizeof(T), by_rows, threads);
+    const int pf_ih = fnn_rnn_prefetch(blocks * xsize * (int64_t)sizeof(T), 1, threads);
 #pragma omp parallel num_threads(threads)
     {
 #pragma omp single nowait
@@ -623,7 +636,8 @@ int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, c
 #pragma omp barrier
             }
             FNN_T(fnn_gemm_packed)(fnn_rnn_count(&p, fnn_rnn_rows(lengths, N, t)), u0, p.u1, xcols,
-                                   gt + r0 * G, stride * G, packed_hh, 1, dh_next + r0 * H,
+                                   gt + r0 * G, stride * G, packed_hh,
+                                   FNN_PACKED_ACCUMULATE | pf_hh, dh_next + r0 * H,
                                    stride * H);
             T *swap = dh_cur;
             dh_cur = dh_next;
@@ -645,7 +659,9 @@ int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, c
             for (int64_t b = 0; b < blocks; b++) {
                 int64_t src = gru && b == 2 ? 3 : b;
                 FNN_T(fnn_gemm_packed)(r1 - r0, 0, In, H, gates + r0 * G + src * H, G,
-                                       packed_ih + b * xsize, b > 0, dx + r0 * In, In);
+                                       packed_ih + b * xsize,
+                                       (b > 0 ? FNN_PACKED_ACCUMULATE : 0) | pf_ih,
+                                       dx + r0 * In, In);
             }
         }
     }

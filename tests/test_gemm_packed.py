@@ -121,6 +121,20 @@ def test_bits_do_not_depend_on_the_column_range_or_the_rows(rng, dtype, trans_b,
         np.testing.assert_array_equal(rows, whole[i0:i1], err_msg=f"rows [{i0}, {i1})")
 
 
+@pytest.mark.parametrize("beta", [0, 1])
+def test_prefetch_changes_no_bit(rng, dtype, beta):
+    """The prefetch flag only fetches panels ahead: the same bits, every column range."""
+    nr = _nr(dtype)
+    m, n, k = 2 * MAX_MR + 1, 5 * nr + 7, 1100  # several k blocks, a partial last panel
+    a, b = _operands(rng, m, n, k, dtype, 1)
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    for n0, n1 in [(0, n), (nr, 3 * nr), (2 * nr, n)]:
+        plain, ahead = c0.copy(), c0.copy()
+        _kernels.gemm_packed(a, b, True, n0, n1, bool(beta), plain)
+        _kernels.gemm_packed(a, b, True, n0, n1, bool(beta), ahead, prefetch=True)
+        np.testing.assert_array_equal(ahead, plain, err_msg=f"columns [{n0}, {n1})")
+
+
 def test_nan_and_inf_propagate(dtype):
     nr = _nr(dtype)
     a = np.ones((3, 4), dtype)

@@ -87,9 +87,13 @@ cdef extern from "fastnn.h" nogil:
     void fnn_pack_b_f64(int64_t k, int64_t n, const double *b, int64_t ldb, int trans_b,
                         double *bp)
     void fnn_gemm_packed_f32(int64_t m, int64_t n0, int64_t n1, int64_t k, const float *a,
-                             int64_t lda, const float *bp, int beta, float *c, int64_t ldc)
+                             int64_t lda, const float *bp, int flags, float *c, int64_t ldc)
     void fnn_gemm_packed_f64(int64_t m, int64_t n0, int64_t n1, int64_t k, const double *a,
-                             int64_t lda, const double *bp, int beta, double *c, int64_t ldc)
+                             int64_t lda, const double *bp, int flags, double *c, int64_t ldc)
+
+    enum:
+        FNN_PACKED_ACCUMULATE
+        FNN_PACKED_PREFETCH
 
     enum:
         FNN_RNN_LSTM

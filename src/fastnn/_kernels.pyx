@@ -357,14 +357,15 @@ cdef int64_t _row_stride(Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t rows, Py_ssize
 
 def gemm_packed(const floating[:, :] a, const floating[:, :] b, bint trans_b,
                 Py_ssize_t n0, Py_ssize_t n1, bint beta, floating[:, :] c,
-                Py_ssize_t steps=1):
+                Py_ssize_t steps=1, bint prefetch=False):
     """c[:, n0:n1] = (c[:, n0:n1] if beta else 0) + (a @ B)[:, n0:n1], B = b.T if trans_b
     else b, with B packed into a fresh buffer first; with beta false c is only written.
 
     Not public API: the test and benchmark hook of the recurrent per-step GEMM. Rows
     of a, b and c may lie further apart than their width (slices of wider arrays);
     n0 must be a multiple of packed_nr. `steps` repeats the product on one packing,
-    as a step loop does (with beta, c then gains a @ B that many times).
+    as a step loop does (with beta, c then gains a @ B that many times). `prefetch`
+    sets FNN_PACKED_PREFETCH, which must not change a bit of c.
     """
     cdef int64_t m = a.shape[0], k = a.shape[1]
     cdef int64_t n = b.shape[0] if trans_b else b.shape[1]
@@ -377,6 +378,7 @@ def gemm_packed(const floating[:, :] a, const floating[:, :] b, bint trans_b,
     cdef int64_t ldc = _row_stride(c.strides[0], c.strides[1], c.shape[0], c.shape[1],
                                    sizeof(floating), "c")
     cdef floating *bp
+    cdef int flags = (FNN_PACKED_ACCUMULATE if beta else 0) | (FNN_PACKED_PREFETCH if prefetch else 0)
     if (b.shape[1] if trans_b else b.shape[0]) != k or c.shape[0] != m or c.shape[1] != n:
         raise ValueError("gemm_packed: shapes of a, b, c do not fit c = a @ op(b)")
     if m == 0 or n == 0 or k == 0:
@@ -396,11 +398,11 @@ def gemm_packed(const floating[:, :] a, const floating[:, :] b, bint trans_b,
         if floating is float:
             fnn_pack_b_f32(k, n, &b[0, 0], ldb, trans_b, bp)
             for step in range(steps):
-                fnn_gemm_packed_f32(m, n0, n1, k, &a[0, 0], lda, bp, beta, &c[0, 0], ldc)
+                fnn_gemm_packed_f32(m, n0, n1, k, &a[0, 0], lda, bp, flags, &c[0, 0], ldc)
         else:
             fnn_pack_b_f64(k, n, &b[0, 0], ldb, trans_b, bp)
             for step in range(steps):
-                fnn_gemm_packed_f64(m, n0, n1, k, &a[0, 0], lda, bp, beta, &c[0, 0], ldc)
+                fnn_gemm_packed_f64(m, n0, n1, k, &a[0, 0], lda, bp, flags, &c[0, 0], ldc)
         free(bp)
 
 
