@@ -127,14 +127,14 @@ static int fnn_rnn_by_rows(int64_t N, int64_t packed_bytes, int nt) {
     return nt > 1 && N >= FNN_RNN_MIN_ROWS * nt && packed_bytes <= FNN_RNN_L2_BYTES;
 }
 
-/* Gate blocks of H columns that the input and the recurrent GEMMs fill. */
 /* FNN_PACKED_PREFETCH when a thread's part of a packed weight (`bytes` in
  * all; split by units over nt threads unless `whole`) does not stay in L2 with
  * the rest of a step. */
 static int fnn_rnn_prefetch(int64_t bytes, int whole, int nt) {
-    return (whole ? bytes : bytes / nt) > fnn_cache_bytes(2) / 2 ? FNN_PACKED_PREFETCH : 0;
+    return (whole ? bytes : bytes / nt) > FNN_RNN_L2_BYTES ? FNN_PACKED_PREFETCH : 0;
 }
 
+/* Gate blocks of H columns that the input and the recurrent GEMMs fill. */
 static int64_t fnn_rnn_x_blocks(int mode) {
     return mode == FNN_RNN_LSTM ? 4 : mode == FNN_RNN_GRU ? 3 : 1;
 }

@@ -117,6 +117,16 @@ def _subprocess_env(**overrides):
     return env
 
 
+def test_config_reports_the_caches_that_size_the_blocks(capsys):
+    """The per-core L1d and L2 the kernels block for: what the system reports, or the
+    32 KB / 1 MB fallback; either way a positive size, and L2 above L1."""
+    from fastnn import _kernels
+    l1, l2 = _kernels.config()[3:]
+    assert 0 < l1 < l2
+    fastnn.show_config()
+    assert f"caches: L1d {l1 // 1024} KB, L2 {l2 // 1024} KB per core" in capsys.readouterr().out
+
+
 def test_omp_num_threads_sets_the_default():
     code = "import fastnn; print(fastnn.get_num_threads())"
     out = subprocess.run([sys.executable, "-c", code], env=_subprocess_env(OMP_NUM_THREADS="3"),

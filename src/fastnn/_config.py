@@ -28,14 +28,16 @@ def get_num_threads() -> int:
 
 
 def config() -> dict:
-    """Version, compiler, SIMD path, BLAS and thread count, as a dict."""
+    """Version, compiler, SIMD path, per-core caches (which size the kernels' blocks), BLAS
+    and thread count, as a dict."""
     import numpy as np
 
     from fastnn import __version__
 
-    simd, compiler, blas = _kernels.config()
+    simd, compiler, blas, l1, l2 = _kernels.config()
     return {"fastnn": __version__, "numpy": np.__version__,
             "python": sys.version.split()[0], "compiler": compiler, "simd": simd,
+            "caches": f"L1d {l1 // 1024} KB, L2 {l2 // 1024} KB per core",
             "blas": f"scipy-openblas32 ({blas.strip()}), 1 thread",
             "threads": get_num_threads()}
 

@@ -45,8 +45,9 @@ def get_num_threads():
 
 
 def config():
-    """(SIMD path, compiler, BLAS configuration) as strings."""
-    return (fnn_simd_name().decode(), fnn_compiler().decode(), fnn_blas_config().decode())
+    """(SIMD path, compiler, BLAS configuration, L1d bytes, L2 bytes)."""
+    return (fnn_simd_name().decode(), fnn_compiler().decode(), fnn_blas_config().decode(),
+            fnn_cache_bytes(1), fnn_cache_bytes(2))
 
 
 cdef void _need_unfold(fnn_conv_shape *s, Py_ssize_t nx, Py_ssize_t ncols) except *:
