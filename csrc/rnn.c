@@ -397,17 +397,32 @@ static void FNN_T(fnn_rnn_pack_blocks)(int64_t blocks, int64_t H, int64_t cols, 
                           packed + b * psize);
 }
 
+/* c[:, u0:u1] = (accumulate ? c[:, u0:u1] : 0) + a (m x k) @ W^T[:, u0:u1] for
+ * one gate block W (its rows are units, of k values): from W packed, or with
+ * `packed` NULL from W itself through the BLAS, for a one-step call (a cell),
+ * which would spend most of its time packing (48% of an LSTM cell at H = 128). */
+static void FNN_T(fnn_rnn_gemm)(int64_t m, int64_t u0, int64_t u1, int64_t k, const T *a,
+                                int64_t lda, const T *packed, const T *w, int flags, T *c,
+                                int64_t ldc) {
+    if (packed)
+        FNN_T(fnn_gemm_packed)(m, u0, u1, k, a, lda, packed, flags, c, ldc);
+    else if (m > 0 && u1 > u0)
+        FNN_T(fnn_gemm)(0, 1, m, u1 - u0, k, 1, a, lda, w + u0 * k, k,
+                        flags & FNN_PACKED_ACCUMULATE ? 1 : 0, c + u0, ldc);
+}
+
 /* gates[r, b*H + j] = (x W_ih^T)[r, b*H + j] for `rows` rows (x rows ldx
  * apart, gates rows ldg apart) and the units [u0, u1) of every gate block b:
  * each thread projects what its own recurrence reads, so no barrier is needed
- * and it stays in its cache. */
+ * and it stays in its cache. packed_ih NULL: from w_ih (fnn_rnn_gemm). */
 static void FNN_T(fnn_rnn_project)(int64_t rows, const T *x, int64_t ldx, int64_t In,
                                    const fnn_rnn_part *p, int64_t H, int64_t blocks,
-                                   const T *packed_ih, int64_t xsize, int flags, T *gates,
-                                   int64_t ldg) {
+                                   const T *packed_ih, int64_t xsize, const T *w_ih, int flags,
+                                   T *gates, int64_t ldg) {
     for (int64_t b = 0; b < blocks; b++)
-        FNN_T(fnn_gemm_packed)(rows, p->u0, p->u1, In, x, ldx, packed_ih + b * xsize, flags,
-                               gates + b * H, ldg);
+        FNN_T(fnn_rnn_gemm)(rows, p->u0, p->u1, In, x, ldx,
+                            packed_ih ? packed_ih + b * xsize : NULL, w_ih + b * H * In, flags,
+                            gates + b * H, ldg);
 }
 
 int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, const T *w_hh,
@@ -421,15 +436,17 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
     const int64_t G = gru ? 4 * H : xcols, NH = N * H;
     const int64_t hsize = FNN_T(fnn_packed_size)(H, H), xsize = FNN_T(fnn_packed_size)(In, H);
     const fnn_rnn_ops *ops = fnn_rnn_ops_now();
+    /* One step uses each weight once: no packing, one thread (fnn_rnn_gemm). */
+    const int packing = steps > 1;
 
-    T *packed_hh = malloc((size_t)(blocks * hsize) * sizeof(T));
-    T *packed_ih = malloc((size_t)(blocks * xsize) * sizeof(T));
+    T *packed_hh = packing ? malloc((size_t)(blocks * hsize) * sizeof(T)) : NULL;
+    T *packed_ih = packing ? malloc((size_t)(blocks * xsize) * sizeof(T)) : NULL;
     T *bias = calloc((size_t)G, sizeof(T));
     T *state = training ? NULL : malloc((size_t)(2 * NH * (lstm ? 2 : 1)) * sizeof(T));
     int64_t chunk_steps = FNN_RNN_CHUNK_ROWS / N > 1 ? FNN_RNN_CHUNK_ROWS / N : 1;
     if (chunk_steps > steps) chunk_steps = steps;
     T *work = training ? NULL : malloc((size_t)(chunk_steps * N * G) * sizeof(T));
-    if (!packed_hh || !packed_ih || !bias || (!training && (!state || !work))) {
+    if ((packing && (!packed_hh || !packed_ih)) || !bias || (!training && (!state || !work))) {
         free(packed_hh);
         free(packed_ih);
         free(bias);
@@ -453,13 +470,16 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
 
     const int by_rows = fnn_rnn_by_rows(N, blocks * hsize * (int64_t)sizeof(T),
                                         omp_get_max_threads());
-    const int threads = FNN_T(fnn_rnn_threads)(H, 2 * N * xcols * (In + H), by_rows);
+    const int threads =
+        packing ? FNN_T(fnn_rnn_threads)(H, 2 * N * xcols * (In + H), by_rows) : 1;
     const int pf_hh = fnn_rnn_prefetch(blocks * hsize * (int64_t)sizeof(T), by_rows, threads);
     const int pf_ih = fnn_rnn_prefetch(blocks * xsize * (int64_t)sizeof(T), by_rows, threads);
 #pragma omp parallel num_threads(threads)
     {
-        FNN_T(fnn_rnn_pack_blocks)(blocks, H, H, w_hh, 1, packed_hh, hsize);
-        FNN_T(fnn_rnn_pack_blocks)(blocks, H, In, w_ih, 1, packed_ih, xsize);
+        if (packing) {
+            FNN_T(fnn_rnn_pack_blocks)(blocks, H, H, w_hh, 1, packed_hh, hsize);
+            FNN_T(fnn_rnn_pack_blocks)(blocks, H, In, w_ih, 1, packed_ih, xsize);
+        }
 #pragma omp barrier
         const fnn_rnn_part p =
             FNN_T(fnn_rnn_part_of)(by_rows, H, omp_get_thread_num(), omp_get_num_threads());
@@ -479,12 +499,12 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
                 chunk_t0 = t0;
                 if (!lengths && stride == 1)
                     FNN_T(fnn_rnn_project)((t1 - t0) * N, x + t0 * N * In, In, In, &p, H, blocks,
-                                           packed_ih, xsize, pf_ih, chunk, G);
+                                           packed_ih, xsize, w_ih, pf_ih, chunk, G);
                 else /* step by step, this thread's running rows only */
                     for (int64_t tt = t0; tt < t1; tt++)
                         FNN_T(fnn_rnn_project)(fnn_rnn_count(&p, fnn_rnn_rows(lengths, N, tt)),
                                                x + (tt * N + r0) * In, stride * In, In, &p, H,
-                                               blocks, packed_ih, xsize, pf_ih,
+                                               blocks, packed_ih, xsize, w_ih, pf_ih,
                                                chunk + ((tt - t0) * N + r0) * G, stride * G);
             }
             const int64_t m = fnn_rnn_count(&p, fnn_rnn_rows(lengths, N, t));
@@ -494,10 +514,10 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
             /* GRU's n block gets W_hn h alone, in its own slot. */
             for (int64_t b = 0; b < blocks; b++) {
                 int alone = gru && b == 2;
-                FNN_T(fnn_gemm_packed)(m, u0, p.u1, H, hin + r0 * H, stride * H,
-                                       packed_hh + b * hsize,
-                                       (alone ? 0 : FNN_PACKED_ACCUMULATE) | pf_hh,
-                                       gt + r0 * G + (alone ? 3 : b) * H, stride * G);
+                FNN_T(fnn_rnn_gemm)(m, u0, p.u1, H, hin + r0 * H, stride * H,
+                                    packing ? packed_hh + b * hsize : NULL, w_hh + b * H * H,
+                                    (alone ? 0 : FNN_PACKED_ACCUMULATE) | pf_hh,
+                                    gt + r0 * G + (alone ? 3 : b) * H, stride * G);
             }
             for (int64_t n = r0; n < N; n += stride) {
                 T *g = gt + n * G + u0, *yr = y + (t * N + fnn_rnn_row(rows, n)) * H + u0;
