@@ -79,8 +79,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="the quick cases of `python -m fastnn`, 3 rounds (~1 minute)")
     parser.add_argument("--rounds", type=int, default=None,
                         help="samples of each contender (default 7, 3 with --quick)")
-    parser.add_argument("--stat", choices=("median", "best"), default="median",
-                        help="statistic of the clean samples (default: median)")
+    parser.add_argument("--stat", choices=("median", "best", "paired"), default="median",
+                        help="statistic of the clean samples (default: median); paired: "
+                             "ratios are the median of the rounds' ratios, every sample "
+                             "counted (for a machine too noisy to leave clean samples)")
     parser.add_argument("--pool", action="store_true",
                         help="the pooling cases (POOL_CASES), against a copy of the same size")
     parser.add_argument("--rnn", action="store_true",
@@ -148,6 +150,8 @@ def yardstick(r: Dict[str, _bench.Timing], n: int, stat: str) -> _bench.Timing:
 def ratio(slow: Optional[_bench.Timing], fast: _bench.Timing, stat: str) -> float:
     if slow is None:
         return math.nan
+    if stat == "paired":
+        return _bench.paired_ratio(slow, fast)
     return slow.value(stat) / fast.value(stat)
 
 

@@ -48,7 +48,8 @@ from fastnn._validate import ConvGeometry, conv_geometry
 
 __all__ = [
     "PAUSE_S", "CLEAN_FRACTION", "STALL_LIMIT", "MODES", "Contender", "Timing", "Reading", "Probe",
-    "measure", "usable_cores", "set_threads", "torch_available", "geometry", "grad_output",
+    "measure", "paired_ratio", "usable_cores", "set_threads", "torch_available", "geometry",
+    "grad_output",
     "conv_call", "reference_settle", "gemm_yardstick", "check_case", "format_table", "Progress",
     "pool_grad_output", "pool_call", "copy_yardstick",
     "RNN_TOLERANCE", "rnn_arrays", "rnn_module", "rnn_result_names", "rnn_call",
@@ -236,6 +237,7 @@ class Timing:
     clean: List[float] = field(default_factory=list)
     dirty: List[float] = field(default_factory=list)
     number: int = 1
+    by_round: Dict[int, float] = field(default_factory=dict)  # every sample, by its round
 
     @property
     def dropped(self) -> int:
@@ -247,7 +249,8 @@ class Timing:
         return bool(self.clean)
 
     def value(self, stat: str = "median") -> float:
-        """The median or the best (smallest) clean sample; dirty ones if none is clean."""
+        """The median ("median", "paired") or the best (smallest) clean sample; dirty
+        ones if none is clean."""
         samples = self.clean or self.dirty
         if not samples:
             return math.nan
@@ -377,6 +380,7 @@ def _sample(contender: Contender, number: int) -> Tuple[float, float]:
 
 class _Sample(NamedTuple):
     name: str
+    round: int
     seconds: float  # all calls of the sample
     waited: float
     before: Reading
@@ -451,7 +455,7 @@ def measure(contenders: Sequence[Contender], rounds: int = 7, probe: Optional[Pr
             seconds, waited = _sample(c, numbers[c.name])
             spent[c.name] += seconds
             after = probe.wait_quiet(max_wait) if probe else quiet
-            taken.append(_Sample(c.name, seconds, waited, reading, after))
+            taken.append(_Sample(c.name, r, seconds, waited, reading, after))
             if log is not None:
                 log(_describe(taken[-1], numbers[c.name], probe, clean(taken[-1])))
             reading = after
@@ -460,7 +464,23 @@ def measure(contenders: Sequence[Contender], rounds: int = 7, probe: Optional[Pr
     for s in taken:
         per_call = s.seconds / numbers[s.name]
         (timings[s.name].clean if clean(s) else timings[s.name].dirty).append(per_call)
+        timings[s.name].by_round[s.round] = per_call
     return timings
+
+
+def paired_ratio(slow: Timing, fast: Timing) -> float:
+    """The median, over the rounds that timed both, of slow's time over fast's, every
+    sample counted, clean or not.
+
+    Two samples of one round were taken seconds apart at most, so a slow phase of
+    the machine (on one 2-vCPU VM the same GEMM ran at 64-124 GFLOP/s, in phases
+    that dropped 80-95% of the samples) touches both: the ratio holds where the
+    clean samples are too few to compare.
+    """
+    rounds = slow.by_round.keys() & fast.by_round.keys()
+    if not rounds:
+        return math.nan
+    return statistics.median(slow.by_round[k] / fast.by_round[k] for k in rounds)
 
 
 # --------------------------------------------------------------------------- convolution cases
