@@ -4,7 +4,7 @@ one table per thread count.
 Usage::
 
     python bench/report.py [--threads 1 2] [--cases name,...] [--quick] [--pool | --rnn]
-                           [--rounds N] [--stat median|best]
+                           [--rounds N] [--stat median|best|paired]
 
 For every case of `fastnn._cases.BENCH_CASES` (or `QUICK_CASES` with
 ``--quick``), forward and forward+backward, each table gives fastnn's time, its
@@ -382,7 +382,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     progress.done()
     fastnn.set_num_threads(cores)
 
-    print(f"\n{args.stat} of clean samples, {rounds} rounds, contenders interleaved; "
+    what = ("ratios: median of the rounds' ratios, every sample; times: median of clean samples"
+            if args.stat == "paired" else f"{args.stat} of clean samples")
+    print(f"\n{what}, {rounds} rounds, contenders interleaved; "
           f"probe: {probe.threads}-thread sgemm, best {probe.best:.0f} GFLOP/s; a sample is "
           f"dropped when a probe next to it is below {100 * _bench.CLEAN_FRACTION:.0f}% of that "
           f"or our threads waited for a CPU during it; {time.perf_counter() - start:.0f} s")
