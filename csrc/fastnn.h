@@ -171,7 +171,9 @@ FNN_DECLARE_PACKED(double, f64)
  * its state and outputs 0, so with reverse the row starts at its own last step.
  * Row n of x, dx, lengths and the training buffers is row rows[n] of h0, c0,
  * y, h_n, c_n and of dy, dh_n, dc_n, dh0, dc0 (rows NULL: row n): the caller
- * sorts the rows longest first without copying those.
+ * sorts the rows longest first without copying those. The forward's x_rows
+ * does the same for x (row n of the kernel is x's row x_rows[n]; NULL: row n),
+ * so that inference copies nothing.
  * Training: gates (T, N, G) with G = 4H (LSTM: i f g o; GRU: r z n and
  * W_hn h + b_hn) or H (RNN), hs (T + 1, N, H) and, for LSTM, cs keep the
  * activations and states the backward reads, hs/cs holding the state before
@@ -188,8 +190,8 @@ typedef struct {
 #define FNN_DECLARE_RNN(T, SFX)                                                                 \
     int fnn_rnn_forward_##SFX(const fnn_rnn_shape *s, const T *x, const T *w_ih, const T *w_hh, \
                               const T *b_ih, const T *b_hh, const int64_t *lengths,             \
-                              const int64_t *rows, const T *h0, const T *c0, T *y, T *h_n,      \
-                              T *c_n, T *gates, T *hs, T *cs);                                  \
+                              const int64_t *rows, const int64_t *x_rows, const T *h0,        \
+                              const T *c0, T *y, T *h_n, T *c_n, T *gates, T *hs, T *cs);       \
     int fnn_rnn_backward_##SFX(const fnn_rnn_shape *s, const T *x, const T *w_ih,               \
                                const T *w_hh, const int64_t *lengths, const int64_t *rows,      \
                                T *gates, const T *hs, const T *cs, const T *dy, const T *dh_n,  \

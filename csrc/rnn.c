@@ -429,7 +429,7 @@ static void FNN_T(fnn_rnn_project)(int64_t rows, const T *x, int64_t ldx, int64_
 
 int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, const T *w_hh,
                           const T *b_ih, const T *b_hh, const int64_t *lengths,
-                          const int64_t *rows, const T *h0,
+                          const int64_t *rows, const int64_t *x_rows, const T *h0,
                           const T *c0, T *y, T *h_n, T *c_n, T *gates, T *hs, T *cs) {
     const int64_t steps = s->steps, N = s->batch, In = s->input_size, H = s->hidden_size;
     const int lstm = s->mode == FNN_RNN_LSTM, gru = s->mode == FNN_RNN_GRU;
@@ -448,7 +448,15 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
     int64_t chunk_steps = FNN_RNN_CHUNK_ROWS / N > 1 ? FNN_RNN_CHUNK_ROWS / N : 1;
     if (chunk_steps > steps) chunk_steps = steps;
     T *work = training ? NULL : malloc((size_t)(chunk_steps * N * G) * sizeof(T));
-    if ((packing && (!packed_hh || !packed_ih)) || !bias || (!training && (!state || !work))) {
+    const int by_rows = fnn_rnn_by_rows(N, blocks * hsize * (int64_t)sizeof(T),
+                                        omp_get_max_threads());
+    const int threads =
+        packing ? FNN_T(fnn_rnn_threads)(H, 2 * N * xcols * (In + H), by_rows) : 1;
+    /* With x_rows, each thread gathers the rows of x it projects, step by step. */
+    T *xbuf = x_rows ? malloc((size_t)(threads * N * In) * sizeof(T)) : NULL;
+    if ((packing && (!packed_hh || !packed_ih)) || !bias || (!training && (!state || !work)) ||
+        (x_rows && !xbuf)) {
+        free(xbuf);
         free(packed_hh);
         free(packed_ih);
         free(bias);
@@ -470,10 +478,6 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
     FNN_T(fnn_rnn_copy_rows)(N, H, rows, 1, h0, FNN_SLOT(hbuf, first));
     if (lstm) FNN_T(fnn_rnn_copy_rows)(N, H, rows, 1, c0, FNN_SLOT(cbuf, first));
 
-    const int by_rows = fnn_rnn_by_rows(N, blocks * hsize * (int64_t)sizeof(T),
-                                        omp_get_max_threads());
-    const int threads =
-        packing ? FNN_T(fnn_rnn_threads)(H, 2 * N * xcols * (In + H), by_rows) : 1;
     const int pf_hh = fnn_rnn_prefetch(blocks * hsize * (int64_t)sizeof(T), by_rows, threads);
     const int pf_ih = fnn_rnn_prefetch(blocks * xsize * (int64_t)sizeof(T), by_rows, threads);
 #pragma omp parallel num_threads(threads)
@@ -499,15 +503,24 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
                 int64_t t0 = reverse ? steps - end : step, t1 = reverse ? steps - step : end;
                 chunk = training ? gates + t0 * N * G : work;
                 chunk_t0 = t0;
-                if (!lengths && stride == 1)
+                if (!lengths && !x_rows && stride == 1)
                     FNN_T(fnn_rnn_project)((t1 - t0) * N, x + t0 * N * In, In, In, &p, H, blocks,
                                            packed_ih, xsize, w_ih, pf_ih, chunk, G);
                 else /* step by step, this thread's running rows only */
-                    for (int64_t tt = t0; tt < t1; tt++)
-                        FNN_T(fnn_rnn_project)(fnn_rnn_count(&p, fnn_rnn_rows(lengths, N, tt)),
-                                               x + (tt * N + r0) * In, stride * In, In, &p, H,
-                                               blocks, packed_ih, xsize, w_ih, pf_ih,
+                    for (int64_t tt = t0; tt < t1; tt++) {
+                        const int64_t running = fnn_rnn_rows(lengths, N, tt);
+                        const T *xs = x + (tt * N + r0) * In;
+                        if (x_rows) {
+                            T *mine = xbuf + omp_get_thread_num() * N * In;
+                            for (int64_t n = r0; n < running; n += stride)
+                                memcpy(mine + n * In, x + (tt * N + x_rows[n]) * In,
+                                       (size_t)In * sizeof(T));
+                            xs = mine + r0 * In;
+                        }
+                        FNN_T(fnn_rnn_project)(fnn_rnn_count(&p, running), xs, stride * In, In,
+                                               &p, H, blocks, packed_ih, xsize, w_ih, pf_ih,
                                                chunk + ((tt - t0) * N + r0) * G, stride * G);
+                    }
             }
             const int64_t m = fnn_rnn_count(&p, fnn_rnn_rows(lengths, N, t));
             const T *hin = FNN_SLOT(hbuf, kin);
@@ -550,6 +563,7 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
     FNN_T(fnn_rnn_copy_rows)(N, H, rows, 0, FNN_SLOT(hbuf, last), h_n);
     if (lstm) FNN_T(fnn_rnn_copy_rows)(N, H, rows, 0, FNN_SLOT(cbuf, last), c_n);
 #undef FNN_SLOT
+    free(xbuf);
     free(packed_hh);
     free(packed_ih);
     free(bias);

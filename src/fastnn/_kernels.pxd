@@ -108,12 +108,13 @@ cdef extern from "fastnn.h" nogil:
 
     int fnn_rnn_forward_f32(const fnn_rnn_shape *s, const float *x, const float *w_ih,
                             const float *w_hh, const float *b_ih, const float *b_hh,
-                            const int64_t *lengths, const int64_t *rows, const float *h0, const float *c0, float *y,
+                            const int64_t *lengths, const int64_t *rows, const int64_t *x_rows,
+                            const float *h0, const float *c0, float *y,
                             float *h_n, float *c_n, float *gates, float *hs, float *cs)
     int fnn_rnn_forward_f64(const fnn_rnn_shape *s, const double *x, const double *w_ih,
                             const double *w_hh, const double *b_ih, const double *b_hh,
-                            const int64_t *lengths, const int64_t *rows, const double *h0, const double *c0,
-                            double *y, double *h_n, double *c_n, double *gates, double *hs,
+                            const int64_t *lengths, const int64_t *rows, const int64_t *x_rows,
+                            const double *h0, const double *c0, double *y, double *h_n, double *c_n, double *gates, double *hs,
                             double *cs)
     int fnn_rnn_backward_f32(const fnn_rnn_shape *s, const float *x, const float *w_ih,
                              const float *w_hh, const int64_t *lengths, const int64_t *rows,

@@ -463,8 +463,10 @@ def rnn_forward(geometry, const floating[::1] x, const floating[::1] w_ih,
                 const int64_t[::1] lengths, const int64_t[::1] rows, const floating[::1] h0,
                 const floating[::1] c0,
                 floating[::1] y, floating[::1] h_n, floating[::1] c_n, floating[::1] gates,
-                floating[::1] hs, floating[::1] cs):
-    """One layer and direction of a recurrence; biases, lengths and rows may be None.
+                floating[::1] hs, floating[::1] cs, const int64_t[::1] x_rows=None):
+    """One layer and direction of a recurrence; biases, lengths, rows and x_rows may be
+    None (x_rows: x is in the caller's row order, as h0 and y, and the kernel reads
+    its row n from x_rows[n]; else x is in the kernel's order).
 
     c0, c_n (and cs when training) are for LSTM only. gates, hs (and cs) given
     means training: they keep what rnn_backward needs; else all are None.
@@ -482,6 +484,7 @@ def rnn_forward(geometry, const floating[::1] x, const floating[::1] w_ih,
     cdef floating *pcs = NULL
     cdef const int64_t *plen = NULL
     cdef const int64_t *prows = _rows(rows, s.batch)
+    cdef const int64_t *px_rows = _rows(x_rows, s.batch)
     _need_rnn(&s, x.shape[0], w_ih.shape[0], w_hh.shape[0])
     _need_opt(gates, 0 if gates is None else gates.shape[0], s.steps * s.batch * _gate_width(&s),
               "gates", training)
@@ -513,10 +516,12 @@ def rnn_forward(geometry, const floating[::1] x, const floating[::1] w_ih,
     with nogil:
         if floating is float:
             status = fnn_rnn_forward_f32(&s, &x[0], &w_ih[0], &w_hh[0], pb_ih, pb_hh, plen, prows,
-                                         &h0[0], pc0, &y[0], &h_n[0], pc_n, pgates, phs, pcs)
+                                         px_rows, &h0[0], pc0, &y[0], &h_n[0], pc_n, pgates, phs,
+                                         pcs)
         else:
             status = fnn_rnn_forward_f64(&s, &x[0], &w_ih[0], &w_hh[0], pb_ih, pb_hh, plen, prows,
-                                         &h0[0], pc0, &y[0], &h_n[0], pc_n, pgates, phs, pcs)
+                                         px_rows, &h0[0], pc0, &y[0], &h_n[0], pc_n, pgates, phs,
+                                         pcs)
     _check(status)
 
 

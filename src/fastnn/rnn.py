@@ -118,12 +118,14 @@ def rnn_sequence(mode: str, x: Array, h0: Array, c0: Optional[Array], w_ih: Arra
         if np.array_equal(order, np.arange(batch)):
             order = None
         else:
-            lengths, x = lengths[order], x[:, order]
+            lengths = lengths[order]
         if training:
-            # Padded steps are never read, as in PyTorch; the forward skips them, but
-            # the weight gradient is one GEMM over every step (padded ones with a zero
-            # gate gradient), so they are zeroed lest a NaN or inf there get in.
-            x = np.where((np.arange(steps)[:, None] < lengths)[:, :, None], x, 0)
+            # The backward's GEMMs over all steps want x in the kernel's order. Padded
+            # steps are never read, as in PyTorch; the forward skips them, but the weight
+            # gradient is one GEMM over every step (padded ones with a zero gate
+            # gradient), so they are zeroed lest a NaN or inf there get in.
+            x = x[:, order] if order is not None else x.copy()  # one copy: ours to zero
+            x[np.arange(steps)[:, None] >= lengths] = 0
     x, h0, c0, w_ih, w_hh, b_ih, b_hh = (None if a is None else contiguous(a)
                                          for a in (x, h0, c0, w_ih, w_hh, b_ih, b_hh))
     lstm = c0 is not None
@@ -134,9 +136,11 @@ def rnn_sequence(mode: str, x: Array, h0: Array, c0: Optional[Array], w_ih: Arra
     gates = np.empty((steps, batch, _gate_width(geo)), dtype) if training else None
     hs = np.empty((steps + 1, batch, hidden), dtype) if training else None
     cs = np.empty((steps + 1, batch, hidden), dtype) if training and lstm else None
+    # In inference the kernel reads x's rows through the order (a sorted copy of x
+    # cost 20% of an RNN's time in page faults).
     _kernels.rnn_forward(geo, _flat(x), _flat(w_ih), _flat(w_hh), b_ih, b_hh, lengths, order,
                          _flat(h0), _flat(c0), _flat(y), _flat(h_n), _flat(c_n), _flat(gates),
-                         _flat(hs), _flat(cs))
+                         _flat(hs), _flat(cs), x_rows=None if training else order)
     tape = (_Tape(geo, x, w_ih, w_hh, b_ih is not None, lengths, order, [gates], hs, cs)
             if training else None)
     return y, h_n, c_n, tape
