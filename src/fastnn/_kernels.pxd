@@ -114,8 +114,8 @@ cdef extern from "fastnn.h" nogil:
     int fnn_rnn_forward_f64(const fnn_rnn_shape *s, const double *x, const double *w_ih,
                             const double *w_hh, const double *b_ih, const double *b_hh,
                             const int64_t *lengths, const int64_t *rows, const int64_t *x_rows,
-                            const double *h0, const double *c0, double *y, double *h_n, double *c_n, double *gates, double *hs,
-                            double *cs)
+                            const double *h0, const double *c0, double *y, double *h_n,
+                            double *c_n, double *gates, double *hs, double *cs)
     int fnn_rnn_backward_f32(const fnn_rnn_shape *s, const float *x, const float *w_ih,
                              const float *w_hh, const int64_t *lengths, const int64_t *rows,
                              float *gates,

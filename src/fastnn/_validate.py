@@ -39,10 +39,6 @@ def as_float_array(value, name: str) -> np.ndarray:
 
 def same_dtype(**arrays: np.ndarray | None) -> np.dtype:
     """The dtype shared by the given arrays (None entries are skipped)."""
-    return _common_dtype(arrays)
-
-
-def _common_dtype(arrays: dict) -> np.dtype:
     dtypes = {a.dtype for a in arrays.values() if a is not None}
     if len(dtypes) > 1:
         desc = ", ".join(f"{k} is {a.dtype}" for k, a in arrays.items() if a is not None)
@@ -234,7 +230,7 @@ def check_sizes(geo: ConvGeometry) -> None:
 def float_arrays(**named) -> Tuple[Tuple[np.ndarray | None, ...], np.dtype]:
     """Coerce the named arrays (None allowed) to one float dtype; return them and it."""
     arrays = {k: (None if v is None else as_float_array(v, k)) for k, v in named.items()}
-    return tuple(arrays.values()), _common_dtype(arrays)
+    return tuple(arrays.values()), same_dtype(**arrays)
 
 
 def prepare_conv(x, weight, bias, stride, padding, dilation, groups, dims: int):
