@@ -220,9 +220,10 @@ static SFX(conv_dims) SFX(conv_dims_of)(const fnn_conv_shape *s) {
     return d;
 }
 
-/* One workspace per thread; NULL (reported as FNN_ENOMEM) when the size overflows. */
-static T *SFX(alloc_workspace)(const SFX(conv_dims) *d) {
-    size_t threads = (size_t)omp_get_max_threads(), per = (size_t)d->ws_per_thread;
+/* One workspace for each of `threads`; NULL (reported as FNN_ENOMEM) when the
+ * size overflows. */
+static T *SFX(alloc_workspace)(const SFX(conv_dims) *d, int nt) {
+    size_t threads = (size_t)nt, per = (size_t)d->ws_per_thread;
     if (per > SIZE_MAX / sizeof(T) / threads) return NULL;
     return (T *)malloc(per ? threads * per * sizeof(T) : 1);
 }
@@ -315,10 +316,11 @@ int SFX(fnn_conv2d_forward)(const fnn_conv_shape *s, const T *x, const T *w, con
                             T *y) {
     const SFX(conv_dims) d = SFX(conv_dims_of)(s);
     const int64_t chunks = plan_chunks(d.b.blocks, s->out_channels, FNN_MIN_CHUNK_ROWS);
-    T *ws = SFX(alloc_workspace)(&d);
+    const int nt = fnn_get_num_threads(); /* once: it sizes the workspace */
+    T *ws = SFX(alloc_workspace)(&d, nt);
     if (!ws) return FNN_ENOMEM;
 
-#pragma omp parallel
+#pragma omp parallel num_threads(nt)
     {
         T *cols = ws + omp_get_thread_num() * d.ws_per_thread, *rows = cols + d.Kg * d.P;
         int64_t cached = -1;
@@ -407,7 +409,8 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
     const int64_t parts = max64(1, min64(min64(nb, FNN_DW_PARTS), FNN_DW_PARTS_BYTES / part_bytes));
     const int64_t w_chunks = plan_chunks(parts, M, FNN_MIN_CHUNK_ROWS);
     const int64_t x_chunks = plan_chunks(nb, C, ceil_div(FNN_MIN_CHUNK_ROWS, d.kk));
-    T *ws = SFX(alloc_workspace)(&d);
+    const int nt = fnn_get_num_threads(); /* once: it sizes the workspace */
+    T *ws = SFX(alloc_workspace)(&d, nt);
     T *partial = parts > 1 && part_size ? (T *)malloc((size_t)((parts - 1) * part_size) * sizeof(T))
                                         : NULL;
     if (!ws || (parts > 1 && part_size && !partial)) {
@@ -416,7 +419,7 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
         return FNN_ENOMEM;
     }
 
-#pragma omp parallel
+#pragma omp parallel num_threads(nt)
     {
         T *cols = ws + omp_get_thread_num() * d.ws_per_thread, *rows = cols + d.Kg * d.P;
         int64_t cached = -1;

@@ -29,7 +29,7 @@ int SFX(fnn_gemm_batch)(int64_t batch, int64_t m, int64_t n, int64_t k, const T 
                         T *c) {
     int64_t chunks = (FNN_GEMM_MIN_ITEMS + batch - 1) / batch;
     if (chunks > n) chunks = n;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(fnn_get_num_threads())
     for (int64_t it = 0; it < batch * chunks; it++) {
         int64_t i = it / chunks, j = it % chunks;
         int64_t c0 = n * j / chunks, c1 = n * (j + 1) / chunks;

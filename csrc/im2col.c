@@ -50,7 +50,7 @@ FNN_DEFINE_OPS(avx512)
     int fnn_im2col_##SFX(const fnn_conv_shape *s, const T *x, T *cols) {                      \
         int64_t kk = s->kernel_h * s->kernel_w, L = s->out_h * s->out_w;                       \
         int64_t hw = s->in_h * s->in_w, planes = s->batch * s->in_channels;                    \
-        _Pragma("omp parallel for schedule(static)")                                           \
+        _Pragma("omp parallel for schedule(static) num_threads(fnn_get_num_threads())")       \
         for (int64_t i = 0; i < planes; i++)                                                   \
             fnn_simd->im2col_block_##SFX(s, x + i * hw, 1, 0, L, cols + i * kk * L, L);        \
         return FNN_OK;                                                                         \
@@ -58,7 +58,7 @@ FNN_DEFINE_OPS(avx512)
     int fnn_col2im_##SFX(const fnn_conv_shape *s, const T *cols, T *x) {                      \
         int64_t kk = s->kernel_h * s->kernel_w, L = s->out_h * s->out_w;                       \
         int64_t hw = s->in_h * s->in_w, planes = s->batch * s->in_channels;                    \
-        _Pragma("omp parallel for schedule(static)")                                           \
+        _Pragma("omp parallel for schedule(static) num_threads(fnn_get_num_threads())")       \
         for (int64_t i = 0; i < planes; i++) {                                                 \
             memset(x + i * hw, 0, (size_t)hw * sizeof(T));                                     \
             fnn_simd->col2im_block_add_##SFX(s, cols + i * kk * L, 1, 0, L, L, x + i * hw);    \

@@ -168,9 +168,11 @@ static const fnn_pool_ops *fnn_pool_ops_now(void) {
  * the others costs more than the work (and far more when another process holds
  * their cores: 0.7 ms against 0.02 ms for a 2x5x6 input, measured). */
 #define FNN_POOL_PARALLEL_MIN ((int64_t)1 << 15)
-static int fnn_pool_parallel(const fnn_pool_shape *s) {
+static int fnn_pool_threads(const fnn_pool_shape *s) {
     int64_t planes = s->batch * s->channels;
-    return planes * (s->in_h * s->in_w + s->out_h * s->out_w) >= FNN_POOL_PARALLEL_MIN;
+    return planes * (s->in_h * s->in_w + s->out_h * s->out_w) >= FNN_POOL_PARALLEL_MIN
+               ? fnn_get_num_threads()
+               : 1;
 }
 static int64_t fnn_row_chunks(const fnn_pool_shape *s) {
     int64_t planes = s->batch * s->channels;
@@ -185,7 +187,7 @@ static int64_t fnn_row_chunks(const fnn_pool_shape *s) {
     int64_t hw = (s)->in_h * (s)->in_w, L = (s)->out_h * (s)->out_w;                         \
     int64_t chunks = fnn_row_chunks(s), items = (s)->batch * (s)->channels * chunks;         \
     int status = FNN_OK;                                                                      \
-    _Pragma("omp parallel if(fnn_pool_parallel(s))")                                          \
+    _Pragma("omp parallel num_threads(fnn_pool_threads(s))")                                  \
     {                                                                                         \
         void *work = malloc(FNN_WORK_BYTES(T, s));                                            \
         if (!work) {                                                                          \
@@ -225,7 +227,7 @@ static int64_t fnn_row_chunks(const fnn_pool_shape *s) {
         if (s->out_h == 1 && s->out_w == 1) { /* global: runs of whole planes */              \
             int64_t planes = s->batch * s->channels, hw = s->in_h * s->in_w;                 \
             int64_t blocks = (planes + FNN_GLOBAL_BLOCK - 1) / FNN_GLOBAL_BLOCK;              \
-            _Pragma("omp parallel for schedule(static) if(fnn_pool_parallel(s))")             \
+            _Pragma("omp parallel for schedule(static) num_threads(fnn_pool_threads(s))")     \
             for (int64_t b = 0; b < blocks; b++) {                                            \
                 int64_t p0 = b * FNN_GLOBAL_BLOCK;                                            \
                 int64_t n = planes - p0 < FNN_GLOBAL_BLOCK ? planes - p0 : FNN_GLOBAL_BLOCK;  \
@@ -242,7 +244,7 @@ static int64_t fnn_row_chunks(const fnn_pool_shape *s) {
         int64_t hw = s->in_h * s->in_w, L = s->out_h * s->out_w;                              \
         int64_t planes = s->batch * s->channels;                                             \
         int bad = 0;                                                                          \
-        _Pragma("omp parallel for schedule(static) reduction(|:bad) if(fnn_pool_parallel(s))")\
+        _Pragma("omp parallel for schedule(static) reduction(|:bad) num_threads(fnn_pool_threads(s))")\
         for (int64_t p = 0; p < planes; p++)                                                  \
         {                                                                                     \
             memset(dx + p * hw, 0, (size_t)hw * sizeof(T));                                   \
@@ -256,7 +258,7 @@ static int64_t fnn_row_chunks(const fnn_pool_shape *s) {
         int64_t hw = s->in_h * s->in_w, L = s->out_h * s->out_w;                              \
         int64_t planes = s->batch * s->channels;                                             \
         int status = FNN_OK;                                                                  \
-        _Pragma("omp parallel if(fnn_pool_parallel(s))")                                      \
+        _Pragma("omp parallel num_threads(fnn_pool_threads(s))")                              \
         {                                                                                     \
             void *work = malloc(FNN_WORK_BYTES(T, s));                                        \
             if (!work) {                                                                      \
@@ -277,7 +279,7 @@ static int64_t fnn_row_chunks(const fnn_pool_shape *s) {
         const fnn_pool_ops *ops = fnn_pool_ops_now();                                         \
         int64_t hw = s->in_h * s->in_w, L = s->out_h * s->out_w;                              \
         int64_t planes = s->batch * s->channels;                                             \
-        _Pragma("omp parallel for schedule(static) if(fnn_pool_parallel(s))")                 \
+        _Pragma("omp parallel for schedule(static) num_threads(fnn_pool_threads(s))")         \
         for (int64_t p = 0; p < planes; p++)                                                  \
         {                                                                                     \
             memset(dx + p * hw, 0, (size_t)hw * sizeof(T));                                   \
@@ -300,7 +302,7 @@ static int64_t fnn_row_chunks(const fnn_pool_shape *s) {
         big.out_h = 1;                                                                        \
         big.out_w = S;                                                                        \
         int status = FNN_OK;                                                                  \
-        _Pragma("omp parallel if(fnn_pool_parallel(&big))")                                  \
+        _Pragma("omp parallel num_threads(fnn_pool_threads(&big))")                           \
         {                                                                                     \
             void *work = malloc(FNN_PYRAMID_WORK_BYTES(T, s, S, max_ow, tiled));              \
             if (!work) {                                                                      \
@@ -340,7 +342,7 @@ static int64_t fnn_row_chunks(const fnn_pool_shape *s) {
         big.out_h = 1;                                                                        \
         big.out_w = S;                                                                        \
         int bad = 0;                                                                          \
-        _Pragma("omp parallel for schedule(static) reduction(|:bad) if(fnn_pool_parallel(&big))")\
+        _Pragma("omp parallel for schedule(static) reduction(|:bad) num_threads(fnn_pool_threads(&big))")\
         for (int64_t p = 0; p < planes; p++) {                                                \
             int64_t off = 0;                                                                  \
             memset(dx + p * hw, 0, (size_t)hw * sizeof(T));                                   \

@@ -350,14 +350,13 @@ static void FNN_NAME(rnn_backward_row)(int64_t len, int relu, T *restrict g,
 #define FNN_T(name) FNN_SFX1(name, SFX)
 #define OP(name) FNN_SFX1(name, SFX)
 
-/* Threads for a sequence, and thread tid's part (see fnn_rnn_part): split by
- * units, no more threads than there are panels of units to share, nor than
+/* Threads for a sequence, of the nt available, and thread tid's part (see
+ * fnn_rnn_part): split by units, no more threads than there are panels of units to share, nor than
  * there are FNN_RNN_THREAD_FLOPS of a step's work (step_flops). */
-static int FNN_T(fnn_rnn_threads)(int64_t H, int64_t step_flops, int by_rows) {
+static int FNN_T(fnn_rnn_threads)(int64_t H, int64_t step_flops, int by_rows, int nt) {
     int64_t nr = FNN_T(fnn_packed_nr)(), panels = (H + nr - 1) / nr;
     int64_t most = step_flops / FNN_RNN_THREAD_FLOPS < panels ? step_flops / FNN_RNN_THREAD_FLOPS
                                                                 : panels;
-    int nt = omp_get_max_threads();
     return by_rows || most >= nt ? nt : most > 1 ? (int)most : 1;
 }
 
@@ -448,10 +447,10 @@ int FNN_T(fnn_rnn_forward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, co
     int64_t chunk_steps = FNN_RNN_CHUNK_ROWS / N > 1 ? FNN_RNN_CHUNK_ROWS / N : 1;
     if (chunk_steps > steps) chunk_steps = steps;
     T *work = training ? NULL : malloc((size_t)(chunk_steps * N * G) * sizeof(T));
-    const int by_rows = fnn_rnn_by_rows(N, blocks * hsize * (int64_t)sizeof(T),
-                                        omp_get_max_threads());
+    const int nt = fnn_get_num_threads();
+    const int by_rows = fnn_rnn_by_rows(N, blocks * hsize * (int64_t)sizeof(T), nt);
     const int threads =
-        packing ? FNN_T(fnn_rnn_threads)(H, 2 * N * xcols * (In + H), by_rows) : 1;
+        packing ? FNN_T(fnn_rnn_threads)(H, 2 * N * xcols * (In + H), by_rows, nt) : 1;
     /* With x_rows, each thread gathers the rows of x it projects, step by step. */
     T *xbuf = x_rows ? malloc((size_t)(threads * N * In) * sizeof(T)) : NULL;
     if ((packing && (!packed_hh || !packed_ih)) || !bias || (!training && (!state || !work)) ||
@@ -635,8 +634,9 @@ int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, c
     const int64_t split = gru ? 2 * H : xcols;
     const int64_t row_blocks = (all_rows + FNN_RNN_ROWS - 1) / FNN_RNN_ROWS;
     const T *hprev = hs + (reverse ? NH : 0);
-    const int by_rows = fnn_rnn_by_rows(N, hsize * (int64_t)sizeof(T), omp_get_max_threads());
-    const int threads = FNN_T(fnn_rnn_threads)(H, 2 * N * xcols * (In + H), by_rows);
+    const int nt = fnn_get_num_threads();
+    const int by_rows = fnn_rnn_by_rows(N, hsize * (int64_t)sizeof(T), nt);
+    const int threads = FNN_T(fnn_rnn_threads)(H, 2 * N * xcols * (In + H), by_rows, nt);
     const int pf_hh = fnn_rnn_prefetch(hsize * (int64_t)sizeof(T), by_rows, threads);
     const int pf_ih = fnn_rnn_prefetch(blocks * xsize * (int64_t)sizeof(T), 1, threads);
 #pragma omp parallel num_threads(threads)

@@ -2,6 +2,7 @@
  * the thread count (OpenMP's own, so OMP_NUM_THREADS and threadpoolctl's
  * "openmp" limit control fastnn without a second knob). */
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -41,8 +42,24 @@ void fnn_init(void) {
     fnn_blas_set_num_threads(1);
 }
 
-void fnn_set_num_threads(int n) { omp_set_num_threads(n > 0 ? n : 1); }
-int fnn_get_num_threads(void) { return omp_get_max_threads(); }
+/* The count set_num_threads gave (0: none), for every thread of the process.
+ * OpenMP's own count is per thread: omp_set_num_threads, and threadpoolctl,
+ * which calls it, change the calling thread's only, and a thread that Python
+ * starts later begins from OMP_NUM_THREADS. So every parallel region asks
+ * fnn_get_num_threads: the calling thread's OpenMP count, capped by this one
+ * (a worker thread of a program that set 1 must not start 2 more). */
+static atomic_int fnn_threads_given;
+
+void fnn_set_num_threads(int n) {
+    n = n > 0 ? n : 1;
+    atomic_store(&fnn_threads_given, n);
+    omp_set_num_threads(n);
+}
+
+int fnn_get_num_threads(void) {
+    int own = omp_get_max_threads(), given = atomic_load(&fnn_threads_given);
+    return given > 0 && given < own ? given : own;
+}
 const char *fnn_simd_name(void) { return fnn_simd->name; }
 int64_t fnn_cache_bytes(int level) { return level == 1 ? fnn_l1_bytes : fnn_l2_bytes; }
 const char *fnn_compiler(void) { return FNN_COMPILER; }

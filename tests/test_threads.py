@@ -100,6 +100,63 @@ def test_set_and_get_num_threads(restore_threads):
     assert fastnn.get_num_threads() == 2
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")
+def test_set_num_threads_holds_in_other_python_threads():
+    """OpenMP keeps its thread count per thread, and a thread started later begins from
+    OMP_NUM_THREADS: set_num_threads(1) must still hold there. Seen from the worker
+    threads OpenMP starts (libgomp gives each Python thread its own, listed in
+    /proc/self/task): with OMP_NUM_THREADS=2 a fresh thread's first parallel call starts
+    one, the control; after set_num_threads(1) it starts none. A threadpoolctl limit set
+    in a thread holds in that thread only."""
+    script = textwrap.dedent("""
+        import json, os, time
+        from concurrent.futures import ThreadPoolExecutor
+        import numpy as np
+        from threadpoolctl import threadpool_limits
+        import fastnn
+
+        x = np.ones((8, 16, 32, 32), np.float32)
+        w = np.ones((16, 16, 3, 3), np.float32)
+
+        def tasks():
+            # threads of a finished worker may still be leaving: wait for a steady count
+            counts = [len(os.listdir("/proc/self/task"))]
+            while len(counts) < 3 or len(set(counts[-3:])) > 1:
+                time.sleep(0.02)
+                counts.append(len(os.listdir("/proc/self/task")))
+            return counts[-1]
+
+        def fresh_thread(limit=None):
+            def run():
+                before = tasks()
+                if limit is None:
+                    n = fastnn.get_num_threads()
+                    fastnn.conv2d(x, w)
+                else:
+                    with threadpool_limits(limits=limit, user_api="openmp"):
+                        n = fastnn.get_num_threads()
+                        fastnn.conv2d(x, w)
+                return n, tasks() - before
+            with ThreadPoolExecutor(1) as pool:
+                return pool.submit(run).result()
+
+        out = {"default": fresh_thread()}
+        fastnn.set_num_threads(1)
+        out["after set 1"] = fresh_thread()
+        out["main after set 1"] = fastnn.get_num_threads()
+        fastnn.set_num_threads(2)
+        out["limited to 1 there"] = fresh_thread(limit=1)
+        out["after set 2"] = fresh_thread()
+        print(json.dumps(out))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=_subprocess_env(OMP_NUM_THREADS="2"), timeout=120)
+    assert out.returncode == 0, out.stderr
+    got = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(out.stdout).items()}
+    assert got == {"default": (2, 1), "after set 1": (1, 0), "main after set 1": 1,
+                   "limited to 1 there": (1, 0), "after set 2": (2, 1)}
+
+
 @pytest.mark.parametrize("bad,error", [(0, ValueError), (-1, ValueError), (1.5, TypeError),
                                        (True, TypeError), ("2", TypeError), (None, TypeError)],
                          ids=["zero", "negative", "float", "bool", "str", "none"])

@@ -1,8 +1,8 @@
 """Threads and build configuration.
 
-fastnn's parallel work is OpenMP's: the thread count is OpenMP's own setting
-(``OMP_NUM_THREADS``, threadpoolctl's "openmp" limit and `set_num_threads` all
-act on it). The bundled OpenBLAS is pinned to one thread at import, because it
+fastnn's parallel work is OpenMP's. A call uses the calling thread's OpenMP
+thread count (``OMP_NUM_THREADS``, or threadpoolctl's "openmp" limit set in that
+thread), capped by `set_num_threads`, which holds for every thread of the process. The bundled OpenBLAS is pinned to one thread at import, because it
 is only ever called from inside fastnn's OpenMP regions.
 """
 from __future__ import annotations
@@ -14,7 +14,9 @@ from fastnn._validate import as_int
 
 
 def set_num_threads(n: int) -> None:
-    """Use `n` OpenMP threads in fastnn's kernels (for calls from this thread).
+    """Use `n` OpenMP threads in fastnn's kernels: exactly `n` in calls from this
+    thread, and at most `n` in calls from any other thread (OpenMP's own count is
+    per thread: a thread started later begins from ``OMP_NUM_THREADS``).
 
     Results do not depend on the thread count: every reduction uses a fixed
     partition of the work.
