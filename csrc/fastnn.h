@@ -31,6 +31,10 @@ void fnn_init(void);
 void fnn_set_num_threads(int n);
 int fnn_get_num_threads(void);
 const char *fnn_simd_name(void);
+/* The convolution algorithm FASTNN_CONV asks for: gemm (im2col + GEMM
+ * always) or winograd (wherever it applies); else chosen by shape. */
+enum { FNN_CONV_AUTO, FNN_CONV_GEMM, FNN_CONV_WINOGRAD };
+int fnn_conv_algorithm(void);
 /* Bytes of one core's level-1 data cache or level-2 cache, as the system
  * reports them at fnn_init (32 KB and 1 MB where it does not). */
 int64_t fnn_cache_bytes(int level);
@@ -98,6 +102,17 @@ int fnn_col2im_f64(const fnn_conv_shape *s, const double *cols, double *x);
                                   const T *w, T *dx, T *dw, T *db);
 FNN_DECLARE_CONV(float, f32)
 FNN_DECLARE_CONV(double, f64)
+
+/* winograd.c: F(2x2, 3x3) for the 3x3, stride-1, undilated, ungrouped
+ * convolutions with padding up to 2 (fnn_winograd_applies). flip: w is the
+ * weight of the convolution whose input gradient this one is, shaped
+ * (in_channels, out_channels, 3, 3), and read rotated by 180 degrees. */
+int fnn_winograd_applies(const fnn_conv_shape *s);
+#define FNN_DECLARE_WINOGRAD(T, SFX)                                                   \
+    int fnn_winograd_forward_##SFX(const fnn_conv_shape *s, const T *x, const T *w,    \
+                                   const T *bias, int flip, T *y);
+FNN_DECLARE_WINOGRAD(float, f32)
+FNN_DECLARE_WINOGRAD(double, f64)
 
 /* Geometry of one 2-d pooling (1-d pooling is in_h = kernel_h = out_h = 1).
  * pad_h/pad_w are the top/left padding; out_h/out_w (ceil_mode included) imply

@@ -14,6 +14,7 @@
 #endif
 
 const fnn_simd_ops *fnn_simd = &fnn_simd_portable;
+static int fnn_conv_choice = FNN_CONV_AUTO;
 static int64_t fnn_l1_bytes = 32 * 1024, fnn_l2_bytes = 1024 * 1024;
 
 /* FASTNN_SIMD=portable|avx2 asks for a path; one the CPU lacks is not taken. */
@@ -32,6 +33,9 @@ static const fnn_simd_ops *choose_simd_ops(void) {
 void fnn_init(void) {
     __builtin_cpu_init();
     fnn_simd = choose_simd_ops();
+    const char *conv = getenv("FASTNN_CONV");
+    if (conv && strcmp(conv, "gemm") == 0) fnn_conv_choice = FNN_CONV_GEMM;
+    if (conv && strcmp(conv, "winograd") == 0) fnn_conv_choice = FNN_CONV_WINOGRAD;
 #if defined(_SC_LEVEL1_DCACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE)
     long l1 = sysconf(_SC_LEVEL1_DCACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
     if (l1 > 0) fnn_l1_bytes = l1;
@@ -61,6 +65,7 @@ int fnn_get_num_threads(void) {
     return given > 0 && given < own ? given : own;
 }
 const char *fnn_simd_name(void) { return fnn_simd->name; }
+int fnn_conv_algorithm(void) { return fnn_conv_choice; }
 int64_t fnn_cache_bytes(int level) { return level == 1 ? fnn_l1_bytes : fnn_l2_bytes; }
 const char *fnn_compiler(void) { return FNN_COMPILER; }
 const char *fnn_blas_config(void) { return fnn_blas_get_config(); }

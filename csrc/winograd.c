@@ -1,0 +1,345 @@
+/* Winograd F(2x2, 3x3) convolution (Lavin and Gray, 2016) for 3x3 kernels
+ * with stride 1, no dilation and one group: each 2x2 tile of the output is
+ * A^T [(G g G^T) . (B^T d B)] A over the 4x4 input patch d under it, so the
+ * 36 multiplies per tile and channel pair of im2col + GEMM become 16, done as
+ * 16 GEMMs (one per point xi of the 4x4 transform):
+ *     M_xi (M x tiles) = U_xi (M x C) @ V_xi (C x tiles),
+ * U = G g G^T the weights transformed once per call, V = B^T d B the input's
+ * tiles transformed block by block. The transforms' coefficients are 0, +-1
+ * and 1/2, exact in binary, so the result is as accurate as the direct sum
+ * (measured within the convolution tests' tolerances, both dtypes).
+ *
+ * The output's tile rows (tw tiles of 2x2 each), image after image, are cut
+ * into blocks of whole tile rows whose V (16 x C x tiles) stays in L2; work
+ * items are (block, chunk of output channels), every split depends on the
+ * shape only, and each output element is computed by one item in a fixed
+ * order, so results are bit-identical whatever the thread count.
+ *
+ * The input gradient of such a convolution is one too (dy against the weight
+ * rotated by 180 degrees with in and out channels swapped, padding 2 - pad):
+ * `flip` reads the weight that way, so conv.c runs it here unchanged. */
+#if !defined(FNN_ISA) && !defined(T) /* ---- top level ---- */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include "blas.h"
+#include "fastnn.h"
+
+/* The transforms of a block of tile rows [r0, r1) (row r is tile row r % th
+ * of image r / th; tw tiles a row), one implementation per instruction set
+ * (isa_builds.h), chosen with fnn_simd_level: loops over the block's tiles on
+ * contiguous arrays, which the compiler vectorizes for each set.
+ * - input_block: V[xi][c][t] = (B^T d B)[xi] for the block's tiles t and every
+ *   input channel c (V's rows ldv apart, slabs C * ldv); `scratch` holds
+ *   FNN_WINO_SCRATCH values.
+ * - output_block: the output of channels [m0, m1) under the block's tiles from
+ *   their products M_xi (rows ldm apart, slabs `slab`), plus the bias.
+ * - weights: U[xi][m][c] = (G g G^T)[xi] for outputs [m0, m1), g the 3x3
+ *   kernel of output m and input c: w[m][c], or with flip w[c][m] rotated by
+ *   180 degrees. */
+#define FNN_WINO_WEIGHT_BLOCK 64
+#define FNN_WINO_SCRATCH(tw, tiles) (2 * ((tw) + 1) + 16 * (tiles))
+#define FNN_WINO_OPS(T, SFX)                                                                 \
+    void (*input_block_##SFX)(const fnn_conv_shape *s, const T *x, int64_t r0, int64_t r1,  \
+                              int64_t th, int64_t tw, T *V, int64_t ldv, T *scratch);       \
+    void (*output_block_##SFX)(const fnn_conv_shape *s, const T *Mx, int64_t ldm,           \
+                               int64_t slab, const T *bias, int64_t r0, int64_t r1,         \
+                               int64_t th, int64_t tw, int64_t m0, int64_t m1, T *y,        \
+                               T *scratch);                                                 \
+    void (*weights_##SFX)(const fnn_conv_shape *s, const T *w, int flip, int64_t m0,        \
+                          int64_t m1, T *U);
+typedef struct {
+    FNN_WINO_OPS(float, f32)
+    FNN_WINO_OPS(double, f64)
+} fnn_wino_ops;
+#undef FNN_WINO_OPS
+
+#define FNN_ISA_SOURCE "winograd.c"
+#include "isa_builds.h"
+
+#define FNN_WINO_LIST(isa, sfx)                                                               \
+    wino_input_block_##isa##_##sfx, wino_output_block_##isa##_##sfx, wino_weights_##isa##_##sfx
+#define FNN_DEFINE_WINO_OPS(isa)                                                              \
+    static const fnn_wino_ops fnn_wino_##isa = {FNN_WINO_LIST(isa, f32), FNN_WINO_LIST(isa, f64)};
+FNN_DEFINE_WINO_OPS(portable)
+FNN_DEFINE_WINO_OPS(avx2)
+FNN_DEFINE_WINO_OPS(avx512)
+
+static const fnn_wino_ops *fnn_wino_ops_now(void) {
+    static const fnn_wino_ops *const sets[] = {&fnn_wino_portable, &fnn_wino_avx2, &fnn_wino_avx512};
+    return sets[fnn_simd_level()];
+}
+
+/* V of a block within this many bytes: half of L2 with the block's M_xi. */
+#define FNN_WINO_BLOCK_BYTES (fnn_cache_bytes(2) / 4)
+/* Tiles in a block at least: GEMMs narrower than this lose more to OpenBLAS's
+ * packing of U than the cache saves. */
+#define FNN_WINO_MIN_TILES 128
+#define FNN_WINO_MIN_ITEMS 8
+#define FNN_WINO_MIN_CHUNK_ROWS 16
+
+static int64_t wino_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static int64_t wino_min(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t wino_max(int64_t a, int64_t b) { return a > b ? a : b; }
+
+int fnn_winograd_applies(const fnn_conv_shape *s) {
+    return s->kernel_h == 3 && s->kernel_w == 3 && s->stride_h == 1 && s->stride_w == 1 &&
+           s->dilation_h == 1 && s->dilation_w == 1 && s->groups == 1 && s->pad_h >= 0 &&
+           s->pad_w >= 0 && s->pad_h <= 2 && s->pad_w <= 2 && s->out_h >= 1 && s->out_w >= 1;
+}
+
+/* The blocks: tile rows [b * rows, (b + 1) * rows) of the batch's N * th. */
+typedef struct {
+    int64_t th, tw, rows, blocks, tiles; /* tiles: most in one block */
+    int64_t chunks, chunk_rows;          /* output channels per item, at most */
+} fnn_wino_plan;
+
+static fnn_wino_plan wino_plan(const fnn_conv_shape *s, int64_t elem) {
+    fnn_wino_plan p;
+    p.th = wino_ceil_div(s->out_h, 2);
+    p.tw = wino_ceil_div(s->out_w, 2);
+    int64_t fit = FNN_WINO_BLOCK_BYTES / (16 * s->in_channels * elem);
+    int64_t want = wino_max(FNN_WINO_MIN_TILES, fit);
+    p.rows = wino_max(1, wino_min(want / p.tw, s->batch * p.th));
+    p.blocks = wino_ceil_div(s->batch * p.th, p.rows);
+    p.tiles = p.rows * p.tw;
+    p.chunks = wino_max(1, wino_min(wino_ceil_div(FNN_WINO_MIN_ITEMS, p.blocks),
+                                    s->out_channels / FNN_WINO_MIN_CHUNK_ROWS));
+    p.chunk_rows = wino_ceil_div(s->out_channels, p.chunks);
+    return p;
+}
+
+#define T float
+#define SFX f32
+#define GEMM fnn_gemm_f32
+#include "winograd.c"
+#undef T
+#undef SFX
+#undef GEMM
+
+#define T double
+#define SFX f64
+#define GEMM fnn_gemm_f64
+#include "winograd.c"
+#undef T
+#undef SFX
+#undef GEMM
+
+#elif defined(FNN_ISA) && !defined(T) /* ---- one instruction set: both dtypes ---- */
+
+#define T float
+#define SFX f32
+#include "winograd.c"
+#undef T
+#undef SFX
+
+#define T double
+#define SFX f64
+#include "winograd.c"
+#undef T
+#undef SFX
+
+#elif defined(FNN_ISA) /* ---- one instruction set, one dtype: the transforms ---- */
+
+/* A row's columns 2k - pad_w (even) and 2k + 1 - pad_w (odd) for k = 0..tw,
+ * zero outside the image (all zero for a row outside it: row NULL). */
+static void FNN_NAME(wino_split_row)(const T *row, int64_t W, int64_t pad_w, int64_t tw,
+                                     T *restrict even, T *restrict odd) {
+    if (!row) {
+        memset(even, 0, (size_t)(tw + 1) * sizeof(T));
+        memset(odd, 0, (size_t)(tw + 1) * sizeof(T));
+        return;
+    }
+    /* k in [lo, hi) reads columns 2k - pad_w and 2k + 1 - pad_w inside the row */
+    int64_t lo = (pad_w + 1) / 2, hi = (W + pad_w) / 2;
+    if (hi > tw + 1) hi = tw + 1;
+    if (lo > hi) lo = hi;
+    for (int64_t k = 0; k < lo; k++) {
+        int64_t e = 2 * k - pad_w, o = e + 1;
+        even[k] = e >= 0 && e < W ? row[e] : 0;
+        odd[k] = o >= 0 && o < W ? row[o] : 0;
+    }
+    const T *r = row - pad_w;
+    for (int64_t k = lo; k < hi; k++) {
+        even[k] = r[2 * k];
+        odd[k] = r[2 * k + 1];
+    }
+    for (int64_t k = hi; k <= tw; k++) {
+        int64_t e = 2 * k - pad_w, o = e + 1;
+        even[k] = e >= 0 && e < W ? row[e] : 0;
+        odd[k] = o >= 0 && o < W ? row[o] : 0;
+    }
+}
+
+static void FNN_NAME(wino_input_block)(const fnn_conv_shape *s, const T *x, int64_t r0,
+                                       int64_t r1, int64_t th, int64_t tw, T *V, int64_t ldv,
+                                       T *scratch) {
+    const int64_t C = s->in_channels, H = s->in_h, W = s->in_w, HW = H * W, slab = C * ldv;
+    const int64_t tiles = (r1 - r0) * tw;
+    T *e = scratch, *o = e + tw + 1;
+    T *db = o + tw + 1; /* d B: 16 arrays of the block's tiles, [row i][column j] */
+    for (int64_t c = 0; c < C; c++) {
+        for (int64_t r = r0; r < r1; r++) {
+            const T *plane = x + ((r / th) * C + c) * HW;
+            for (int i = 0; i < 4; i++) {
+                int64_t h = 2 * (r % th) - s->pad_h + i;
+                FNN_NAME(wino_split_row)(h >= 0 && h < H ? plane + h * W : NULL, W, s->pad_w,
+                                         tw, e, o);
+                /* the tile's columns of d are e[k], o[k], e[k + 1], o[k + 1] */
+                T *restrict d0 = db + 4 * i * tiles + (r - r0) * tw, *restrict d1 = d0 + tiles,
+                            *restrict d2 = d1 + tiles, *restrict d3 = d2 + tiles;
+                for (int64_t k = 0; k < tw; k++) {
+                    d0[k] = e[k] - e[k + 1];
+                    d1[k] = o[k] + e[k + 1];
+                    d2[k] = e[k + 1] - o[k];
+                    d3[k] = o[k] - o[k + 1];
+                }
+            }
+        }
+        for (int j = 0; j < 4; j++) { /* B^T (d B), column j, all the block's tiles */
+            const T *q0 = db + j * tiles, *q1 = q0 + 4 * tiles, *q2 = q1 + 4 * tiles,
+                    *q3 = q2 + 4 * tiles;
+            T *restrict v0 = V + j * slab + c * ldv, *restrict v1 = v0 + 4 * slab,
+                        *restrict v2 = v1 + 4 * slab, *restrict v3 = v2 + 4 * slab;
+            for (int64_t t = 0; t < tiles; t++) {
+                v0[t] = q0[t] - q2[t];
+                v1[t] = q1[t] + q2[t];
+                v2[t] = q2[t] - q1[t];
+                v3[t] = q1[t] - q3[t];
+            }
+        }
+    }
+}
+
+static void FNN_NAME(wino_output_block)(const fnn_conv_shape *s, const T *Mx, int64_t ldm,
+                                        int64_t slab, const T *bias, int64_t r0, int64_t r1,
+                                        int64_t th, int64_t tw, int64_t m0, int64_t m1, T *y,
+                                        T *scratch) {
+    const int64_t OH = s->out_h, OW = s->out_w, L = OH * OW, tiles = (r1 - r0) * tw;
+    const int64_t pairs = OW / 2;
+    T *a = scratch; /* A^T q: 8 arrays of the block's tiles, [row 0..1][column 0..3] */
+    for (int64_t m = m0; m < m1; m++) {
+        const T *p = Mx + (m - m0) * ldm;
+        const T b = bias ? bias[m] : 0;
+        for (int j = 0; j < 4; j++) {
+            const T *q0 = p + j * slab, *q1 = q0 + 4 * slab, *q2 = q1 + 4 * slab,
+                    *q3 = q2 + 4 * slab;
+            T *restrict s0 = a + j * tiles, *restrict s1 = s0 + 4 * tiles;
+            for (int64_t t = 0; t < tiles; t++) {
+                s0[t] = q0[t] + q1[t] + q2[t];
+                s1[t] = q1[t] - q2[t] - q3[t];
+            }
+        }
+        /* (A^T q) A, a tile row at a time, as pairs of columns; the last
+         * column and row of the last tiles may lie outside the output */
+        for (int64_t r = r0; r < r1; r++) {
+            const int64_t oh = 2 * (r % th);
+            T *y0 = y + ((r / th) * s->out_channels + m) * L + oh * OW;
+            for (int row = 0; row < 2 && oh + row < OH; row++) {
+                const T *t0 = a + 4 * row * tiles + (r - r0) * tw, *t1 = t0 + tiles,
+                        *t2 = t1 + tiles, *t3 = t2 + tiles;
+                T *restrict out = y0 + row * OW;
+                for (int64_t k = 0; k < pairs; k++) {
+                    out[2 * k] = t0[k] + t1[k] + t2[k] + b;
+                    out[2 * k + 1] = t1[k] - t2[k] - t3[k] + b;
+                }
+                if (OW % 2) out[OW - 1] = t0[pairs] + t1[pairs] + t2[pairs] + b;
+            }
+        }
+    }
+}
+
+/* Through a small buffer, FNN_WINO_WEIGHT_BLOCK inputs at a time: the 16
+ * slabs of U lie M * C apart, often a multiple of 4 KB, and 16 interleaved
+ * store streams at such a distance share one set of L1 (12 ways); written
+ * directly, the transform took 30% of a 512-channel convolution. */
+static void FNN_NAME(wino_weights)(const fnn_conv_shape *s, const T *w, int flip, int64_t m0,
+                                   int64_t m1, T *U) {
+    const int64_t M = s->out_channels, C = s->in_channels, MC = M * C;
+    /* g's tap (i, j) of output m and input c is w[m * sm + c * sc + i * si + j * sj] */
+    const int64_t sm = flip ? 9 : 9 * C, sc = flip ? 9 * M : 9;
+    const int64_t si = flip ? -3 : 3, sj = flip ? -1 : 1, first = flip ? 8 : 0;
+    T buf[16][FNN_WINO_WEIGHT_BLOCK];
+    for (int64_t m = m0; m < m1; m++)
+        for (int64_t c0 = 0; c0 < C; c0 += FNN_WINO_WEIGHT_BLOCK) {
+            const int64_t n = C - c0 < FNN_WINO_WEIGHT_BLOCK ? C - c0 : FNN_WINO_WEIGHT_BLOCK;
+            for (int64_t k = 0; k < n; k++) {
+                const T *g = w + m * sm + (c0 + k) * sc + first;
+                T t[4][3];
+                for (int j = 0; j < 3; j++) { /* t = G g */
+                    T g0 = g[j * sj], g1 = g[si + j * sj], g2 = g[2 * si + j * sj];
+                    t[0][j] = g0;
+                    t[1][j] = (g0 + g1 + g2) * (T)0.5;
+                    t[2][j] = (g0 - g1 + g2) * (T)0.5;
+                    t[3][j] = g2;
+                }
+                for (int i = 0; i < 4; i++) { /* U = t G^T */
+                    buf[4 * i][k] = t[i][0];
+                    buf[4 * i + 1][k] = (t[i][0] + t[i][1] + t[i][2]) * (T)0.5;
+                    buf[4 * i + 2][k] = (t[i][0] - t[i][1] + t[i][2]) * (T)0.5;
+                    buf[4 * i + 3][k] = t[i][2];
+                }
+            }
+            for (int xi = 0; xi < 16; xi++)
+                memcpy(U + xi * MC + m * C + c0, buf[xi], (size_t)n * sizeof(T));
+        }
+}
+
+#else /* ---- one dtype: the entry point ---- */
+
+#define FNN_SFX2(name, sfx) name##_##sfx
+#define FNN_SFX1(name, sfx) FNN_SFX2(name, sfx)
+#define FNN_T(name) FNN_SFX1(name, SFX)
+
+int FNN_T(fnn_winograd_forward)(const fnn_conv_shape *s, const T *x, const T *w, const T *bias,
+                                int flip, T *y) {
+    const fnn_wino_plan p = wino_plan(s, (int64_t)sizeof(T));
+    const fnn_wino_ops *ops = fnn_wino_ops_now();
+    const int64_t M = s->out_channels, C = s->in_channels;
+    const int64_t v_size = 16 * C * p.tiles, m_size = 16 * p.chunk_rows * p.tiles;
+    const int64_t per = v_size + m_size + FNN_WINO_SCRATCH(p.tw, p.tiles);
+    const int nt = fnn_get_num_threads(); /* once: it sizes the workspace */
+    if ((size_t)per > SIZE_MAX / sizeof(T) / (size_t)nt ||
+        (size_t)(M * C) > SIZE_MAX / sizeof(T) / 16)
+        return FNN_ENOMEM;
+    T *U = malloc((size_t)(16 * M * C) * sizeof(T));
+    T *ws = malloc((size_t)nt * (size_t)per * sizeof(T));
+    if (!U || !ws) {
+        free(U);
+        free(ws);
+        return FNN_ENOMEM;
+    }
+
+#pragma omp parallel num_threads(nt)
+    {
+        T *V = ws + omp_get_thread_num() * per, *Mx = V + v_size, *scratch = Mx + m_size;
+        int64_t cached = -1;
+#pragma omp for schedule(static)
+        for (int64_t m = 0; m < M; m++) ops->FNN_T(weights)(s, w, flip, m, m + 1, U);
+#pragma omp for schedule(static)
+        for (int64_t it = 0; it < p.blocks * p.chunks; it++) {
+            const int64_t blk = it / p.chunks, m0 = (it % p.chunks) * p.chunk_rows;
+            const int64_t m1 = wino_min(m0 + p.chunk_rows, M);
+            const int64_t r0 = blk * p.rows, r1 = wino_min(r0 + p.rows, s->batch * p.th);
+            const int64_t tiles = (r1 - r0) * p.tw;
+            if (m0 >= m1) continue;
+            if (cached != blk) {
+                ops->FNN_T(input_block)(s, x, r0, r1, p.th, p.tw, V, p.tiles, scratch);
+                cached = blk;
+            }
+            for (int xi = 0; xi < 16; xi++)
+                GEMM(0, 0, m1 - m0, tiles, C, 1, U + (xi * M + m0) * C, C, V + xi * C * p.tiles,
+                     p.tiles, 0, Mx + xi * p.chunk_rows * p.tiles, p.tiles);
+            ops->FNN_T(output_block)(s, Mx, p.tiles, p.chunk_rows * p.tiles, bias, r0, r1, p.th,
+                                     p.tw, m0, m1, y, scratch);
+        }
+    }
+    free(U);
+    free(ws);
+    return FNN_OK;
+}
+
+#undef FNN_SFX2
+#undef FNN_SFX1
+#undef FNN_T
+#endif
