@@ -29,8 +29,8 @@
  * of image r / th; tw tiles a row), one implementation per instruction set
  * (isa_builds.h), chosen with fnn_simd_level: loops over the block's tiles on
  * contiguous arrays, which the compiler vectorizes for each set.
- * - input_block: V[xi][c][t] = (B^T d B)[xi] for the block's tiles t and every
- *   input channel c (V's rows ldv apart, slabs C * ldv); `scratch` holds
+ * - input_block: V[xi][c][t] = (B^T d B)[xi] for the block's tiles t and the
+ *   input channels c in [c0, c1) (V's rows ldv apart, slabs C * ldv); `scratch` holds
  *   FNN_WINO_SCRATCH values.
  * - output_block: the output of channels [m0, m1) under the block's tiles from
  *   their products M_xi (rows ldm apart, slabs `slab`), plus the bias.
@@ -40,8 +40,9 @@
 #define FNN_WINO_WEIGHT_BLOCK 64
 #define FNN_WINO_SCRATCH(tw, tiles) (2 * ((tw) + 1) + 16 * (tiles))
 #define FNN_WINO_OPS(T, SFX)                                                                 \
-    void (*input_block_##SFX)(const fnn_conv_shape *s, const T *x, int64_t r0, int64_t r1,  \
-                              int64_t th, int64_t tw, T *V, int64_t ldv, T *scratch);       \
+    void (*input_block_##SFX)(const fnn_conv_shape *s, const T *x, int64_t c0, int64_t c1,  \
+                              int64_t r0, int64_t r1, int64_t th, int64_t tw, T *V,         \
+                              int64_t ldv, T *scratch);                                     \
     void (*output_block_##SFX)(const fnn_conv_shape *s, const T *Mx, int64_t ldm,           \
                                int64_t slab, const T *bias, int64_t r0, int64_t r1,         \
                                int64_t th, int64_t tw, int64_t m0, int64_t m1, T *y,        \
@@ -102,6 +103,7 @@ static fnn_wino_plan wino_plan(const fnn_conv_shape *s, int64_t elem) {
     int64_t want = wino_max(FNN_WINO_MIN_TILES, fit);
     p.rows = wino_max(1, wino_min(want / p.tw, s->batch * p.th));
     p.blocks = wino_ceil_div(s->batch * p.th, p.rows);
+    p.rows = wino_ceil_div(s->batch * p.th, p.blocks); /* blocks of equal size */
     p.tiles = p.rows * p.tw;
     p.chunks = wino_max(1, wino_min(wino_ceil_div(FNN_WINO_MIN_ITEMS, p.blocks),
                                     s->out_channels / FNN_WINO_MIN_CHUNK_ROWS));
@@ -171,14 +173,14 @@ static void FNN_NAME(wino_split_row)(const T *row, int64_t W, int64_t pad_w, int
     }
 }
 
-static void FNN_NAME(wino_input_block)(const fnn_conv_shape *s, const T *x, int64_t r0,
-                                       int64_t r1, int64_t th, int64_t tw, T *V, int64_t ldv,
-                                       T *scratch) {
+static void FNN_NAME(wino_input_block)(const fnn_conv_shape *s, const T *x, int64_t c0,
+                                       int64_t c1, int64_t r0, int64_t r1, int64_t th, int64_t tw,
+                                       T *V, int64_t ldv, T *scratch) {
     const int64_t C = s->in_channels, H = s->in_h, W = s->in_w, HW = H * W, slab = C * ldv;
     const int64_t tiles = (r1 - r0) * tw;
     T *e = scratch, *o = e + tw + 1;
     T *db = o + tw + 1; /* d B: 16 arrays of the block's tiles, [row i][column j] */
-    for (int64_t c = 0; c < C; c++) {
+    for (int64_t c = c0; c < c1; c++) {
         for (int64_t r = r0; r < r1; r++) {
             const T *plane = x + ((r / th) * C + c) * HW;
             for (int i = 0; i < 4; i++) {
@@ -297,13 +299,17 @@ int FNN_T(fnn_winograd_forward)(const fnn_conv_shape *s, const T *x, const T *w,
     const fnn_wino_ops *ops = fnn_wino_ops_now();
     const int64_t M = s->out_channels, C = s->in_channels;
     const int64_t v_size = 16 * C * p.tiles, m_size = 16 * p.chunk_rows * p.tiles;
-    const int64_t per = v_size + m_size + FNN_WINO_SCRATCH(p.tw, p.tiles);
+    /* A single block (small batches) is transformed once, by all threads
+     * (one channel each at a time), into a V they share; else each thread
+     * transforms the blocks it takes into its own. */
+    const int shared = p.blocks == 1;
+    const int64_t per = (shared ? 0 : v_size) + m_size + FNN_WINO_SCRATCH(p.tw, p.tiles);
     const int nt = fnn_get_num_threads(); /* once: it sizes the workspace */
-    if ((size_t)per > SIZE_MAX / sizeof(T) / (size_t)nt ||
+    if ((size_t)per > SIZE_MAX / sizeof(T) / (size_t)(nt + 1) ||
         (size_t)(M * C) > SIZE_MAX / sizeof(T) / 16)
         return FNN_ENOMEM;
     T *U = malloc((size_t)(16 * M * C) * sizeof(T));
-    T *ws = malloc((size_t)nt * (size_t)per * sizeof(T));
+    T *ws = malloc(((size_t)nt * (size_t)per + (size_t)(shared ? v_size : 0)) * sizeof(T));
     if (!U || !ws) {
         free(U);
         free(ws);
@@ -312,10 +318,19 @@ int FNN_T(fnn_winograd_forward)(const fnn_conv_shape *s, const T *x, const T *w,
 
 #pragma omp parallel num_threads(nt)
     {
-        T *V = ws + omp_get_thread_num() * per, *Mx = V + v_size, *scratch = Mx + m_size;
+        T *mine = ws + (shared ? v_size : 0) + omp_get_thread_num() * per;
+        T *V = shared ? ws : mine, *Mx = shared ? mine : V + v_size, *scratch = Mx + m_size;
         int64_t cached = -1;
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
         for (int64_t m = 0; m < M; m++) ops->FNN_T(weights)(s, w, flip, m, m + 1, U);
+        if (shared) {
+#pragma omp for schedule(static) nowait
+            for (int64_t c = 0; c < C; c++)
+                ops->FNN_T(input_block)(s, x, c, c + 1, 0, s->batch * p.th, p.th, p.tw, V,
+                                        p.tiles, scratch);
+            cached = 0;
+        }
+#pragma omp barrier
 #pragma omp for schedule(static)
         for (int64_t it = 0; it < p.blocks * p.chunks; it++) {
             const int64_t blk = it / p.chunks, m0 = (it % p.chunks) * p.chunk_rows;
@@ -324,7 +339,7 @@ int FNN_T(fnn_winograd_forward)(const fnn_conv_shape *s, const T *x, const T *w,
             const int64_t tiles = (r1 - r0) * p.tw;
             if (m0 >= m1) continue;
             if (cached != blk) {
-                ops->FNN_T(input_block)(s, x, r0, r1, p.th, p.tw, V, p.tiles, scratch);
+                ops->FNN_T(input_block)(s, x, 0, C, r0, r1, p.th, p.tw, V, p.tiles, scratch);
                 cached = blk;
             }
             for (int xi = 0; xi < 16; xi++)
