@@ -161,6 +161,14 @@ static int is_direct(const fnn_conv_shape *s) {
     return s->in_channels == s->groups && s->out_channels / s->groups <= FNN_DIRECT_MAX_MG;
 }
 
+/* One input channel per group, stride 1 and few taps: the forward keeps a
+ * position's taps in vector registers and computes every output channel of the
+ * group from them (taps_forward_block), with no column matrix. */
+static int is_taps(const fnn_conv_shape *s) {
+    return s->in_channels == s->groups && s->stride_h == 1 && s->stride_w == 1 &&
+           s->kernel_h * s->kernel_w <= FNN_TAPS_MAX;
+}
+
 /* Winograd where it applies and pays (FASTNN_CONV forces either way). It
  * transforms the whole weight on every call, so it needs enough tiles to
  * spread that over: measured against im2col + GEMM (forward, 1 thread), it is
@@ -228,7 +236,7 @@ static T SFX(sum)(int64_t n, const T *src) {
 /* The sizes every kernel below needs, derived once. */
 typedef struct {
     int64_t G, Cg, Mg, Kg, kk, L, HW;
-    int pointwise, direct;
+    int pointwise, direct, taps;
     fnn_blocking b;
     int64_t P;             /* most positions in one block */
     int64_t ws_per_thread; /* a (Kg, P) column matrix and an (Mg, P) row matrix */
@@ -245,9 +253,15 @@ static SFX(conv_dims) SFX(conv_dims_of)(const fnn_conv_shape *s) {
     d.HW = s->in_h * s->in_w;
     d.pointwise = is_pointwise(s);
     d.direct = is_direct(s);
+    d.taps = is_taps(s);
     d.b = plan_blocks(s, d.Kg, (int64_t)sizeof(T));
     d.P = block_max_positions(&d.b);
     d.ws_per_thread = d.direct ? 0 : (d.Kg + d.Mg) * d.P;
+    if (d.taps) d.ws_per_thread = max64(d.ws_per_thread, FNN_TAPS_SCRATCH(s));
+    /* 256 bytes more per thread, so that no two threads write one cache line
+     * (or, with the adjacent-line prefetch, one pair of lines), whatever the
+     * alignment of the workspace: the forward's small taps rows showed it */
+    d.ws_per_thread += 256 / (int64_t)sizeof(T);
     return d;
 }
 
@@ -319,6 +333,14 @@ static void SFX(forward_rows)(const fnn_conv_shape *s, const SFX(conv_dims) *d, 
                               int64_t m1, T *y, T *cols, T *rows, int64_t *cached) {
     int64_t q0, q1, ldb, ldo;
     block_range(&d->b, blk, &q0, &q1);
+    if (d->taps) {
+        FOR_EACH_SEGMENT(&d->b, q0, q1, seg)
+            SIMD(taps_forward_block)(s, x + (seg.n * s->in_channels + g) * d->HW, w + m0 * d->kk,
+                                     bias ? bias + m0 : NULL, m1 - m0, seg.p0, seg.p1,
+                                     y + (seg.n * s->out_channels + m0) * d->L + seg.p0, d->L,
+                                     cols);
+        return;
+    }
     if (d->direct) {
         FOR_EACH_SEGMENT(&d->b, q0, q1, seg)
             for (int64_t m = m0; m < m1; m++) {

@@ -48,7 +48,13 @@ const char *fnn_blas_config(void);
  *   first `channels` channels of x; col2im_block_add adds such columns back.
  * - direct_*: a direct convolution of one input channel x (a plane) with the
  *   kH*kW taps w of one output channel: y += conv (forward), dx += its transpose
- *   applied to dy, dw += the correlation of dy with x. */
+ *   applied to dy, dw += the correlation of dy with x.
+ * - taps_forward_block: y (mg output channels, rows ldy apart) = bias + the
+ *   stride-1 convolution of one input channel x with each channel's
+ *   kH*kW <= FNN_TAPS_MAX taps (w: mg x kH*kW), the taps held in vector
+ *   registers across the channels; `scratch` holds FNN_TAPS_SCRATCH(s). */
+#define FNN_TAPS_MAX 16
+#define FNN_TAPS_SCRATCH(s) ((s)->kernel_h * ((s)->out_w + 16 + ((s)->kernel_w - 1) * (s)->dilation_w))
 #define FNN_BLOCK_OPS(T, SFX)                                                                \
     void (*im2col_block_##SFX)(const fnn_conv_shape *s, const T *x, int64_t channels,        \
                                int64_t p0, int64_t p1, T *cols, int64_t ldc);
@@ -64,6 +70,10 @@ const char *fnn_blas_config(void);
 #define FNN_DIRECT_DW_OPS(T, SFX)                                                            \
     void (*direct_weight_grad_block_##SFX)(const fnn_conv_shape *s, const T *x, const T *dy, \
                                            int64_t p0, int64_t p1, T *dw);
+#define FNN_TAPS_OPS(T, SFX)                                                                 \
+    void (*taps_forward_block_##SFX)(const fnn_conv_shape *s, const T *x, const T *w,        \
+                                     const T *bias, int64_t mg, int64_t p0, int64_t p1,      \
+                                     T *y, int64_t ldy, T *scratch);
 typedef struct {
     const char *name;
     FNN_BLOCK_OPS(float, f32) FNN_BLOCK_OPS(double, f64)
@@ -71,12 +81,14 @@ typedef struct {
     FNN_DIRECT_OPS(float, f32) FNN_DIRECT_OPS(double, f64)
     FNN_DIRECT_DX_OPS(float, f32) FNN_DIRECT_DX_OPS(double, f64)
     FNN_DIRECT_DW_OPS(float, f32) FNN_DIRECT_DW_OPS(double, f64)
+    FNN_TAPS_OPS(float, f32) FNN_TAPS_OPS(double, f64)
 } fnn_simd_ops;
 #undef FNN_BLOCK_OPS
 #undef FNN_BLOCK_ADD_OPS
 #undef FNN_DIRECT_OPS
 #undef FNN_DIRECT_DX_OPS
 #undef FNN_DIRECT_DW_OPS
+#undef FNN_TAPS_OPS
 
 extern const fnn_simd_ops fnn_simd_portable, fnn_simd_avx2, fnn_simd_avx512;
 extern const fnn_simd_ops *fnn_simd;

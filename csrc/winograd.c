@@ -303,7 +303,9 @@ int FNN_T(fnn_winograd_forward)(const fnn_conv_shape *s, const T *x, const T *w,
      * (one channel each at a time), into a V they share; else each thread
      * transforms the blocks it takes into its own. */
     const int shared = p.blocks == 1;
-    const int64_t per = (shared ? 0 : v_size) + m_size + FNN_WINO_SCRATCH(p.tw, p.tiles);
+    /* (256 bytes apart: no two threads write one cache line) */
+    const int64_t per = (shared ? 0 : v_size) + m_size + FNN_WINO_SCRATCH(p.tw, p.tiles) +
+                        256 / (int64_t)sizeof(T);
     const int nt = fnn_get_num_threads(); /* once: it sizes the workspace */
     if ((size_t)per > SIZE_MAX / sizeof(T) / (size_t)(nt + 1) ||
         (size_t)(M * C) > SIZE_MAX / sizeof(T) / 16)

@@ -36,6 +36,7 @@ THREAD_CASES = [
     case("1d-b29-short", (29, 4, 51), (6, 4, 3)),
     case("2d-b1-depthwise-direct", (1, 8, 120, 64), (16, 1, 5, 5), groups=8, padding=2),
     case("2d-b3-depthwise-gemm", (3, 4, 50, 30), (32, 1, 3, 3), groups=4, padding=1),
+    case("2d-b2-taps", (2, 1, 60, 50), (24, 1, 3, 3), padding=1),
 ]
 
 
