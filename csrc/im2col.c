@@ -40,7 +40,8 @@ enum {
                                          FNN_OPS_OF(direct_forward_block, isa),               \
                                          FNN_OPS_OF(direct_input_grad_block, isa),            \
                                          FNN_OPS_OF(direct_weight_grad_block, isa),           \
-                                         FNN_OPS_OF(taps_forward_block, isa)};
+                                         FNN_OPS_OF(taps_forward_block, isa),                 \
+                                         FNN_OPS_OF(taps_input_grad_rows, isa)};
 FNN_DEFINE_OPS(portable)
 FNN_DEFINE_OPS(avx2)
 FNN_DEFINE_OPS(avx512)
@@ -220,6 +221,17 @@ static void FNN_NAME(direct_weight_grad_block)(const fnn_conv_shape *s, const T 
 typedef T FNN_NAME(vec) __attribute__((vector_size(FNN_VBYTES)));
 typedef T FNN_NAME(vec_u) __attribute__((vector_size(FNN_VBYTES), aligned(sizeof(T)), may_alias));
 
+/* dst[j] = src[j] for j in [lo, hi), else 0, for j < width (all 0 without
+ * src): inline loops, as the rows are short and libc calls cost more than the
+ * copy (-fno-tree-loop-distribute-patterns keeps them loops). */
+static inline void FNN_NAME(pad_row)(const T *src, int64_t lo, int64_t hi, int64_t width,
+                                     T *dst) {
+    if (!src) lo = hi = width;
+    for (int64_t j = 0; j < lo && j < width; j++) dst[j] = 0;
+    for (int64_t j = lo; j < hi; j++) dst[j] = src[j];
+    for (int64_t j = hi > lo ? hi : lo; j < width; j++) dst[j] = 0;
+}
+
 /* Output channels [m, m + R) at positions ow .. ow + FNN_LANES of one row:
  * bias + sum over taps k of w[k] * the tap's input vector xv[k] (the sums run
  * over k in order, whatever R and KK). Inlined with constants R and KK (or KK
@@ -283,13 +295,8 @@ static void FNN_NAME(taps_forward_block)(const fnn_conv_shape *s, const T *x, co
         for (int64_t kh = 0; kh < KH; kh++) {
             const int64_t ih = oh - s->pad_h + kh * s->dilation_h;
             T *r = scratch + kh * width;
-            if (ih < 0 || ih >= s->in_h || lo >= hi) {
-                memset(r, 0, (size_t)width * sizeof(T));
-                continue;
-            }
-            memset(r, 0, (size_t)lo * sizeof(T));
-            memcpy(r + lo, x + ih * s->in_w, (size_t)(hi - lo) * sizeof(T));
-            memset(r + hi, 0, (size_t)(width - hi) * sizeof(T));
+            FNN_NAME(pad_row)(ih >= 0 && ih < s->in_h ? x + ih * s->in_w - lo : NULL, lo, hi,
+                              width, r);
         }
         T *yrow = y + q0 - p0;
         if (kk == 9 && KW == 3)
@@ -298,6 +305,60 @@ static void FNN_NAME(taps_forward_block)(const fnn_conv_shape *s, const T *x, co
             FNN_NAME(taps_row)(0, kk, KW, dw, scratch, width, w, bias, mg, a, b, p1 - q0, yrow,
                                ldy);
     }
+}
+
+static void FNN_NAME(taps_input_grad_rows)(const fnn_conv_shape *s, const T *dy, const T *w,
+                                           int64_t mg, int64_t ih0, int64_t ih1, T *dx,
+                                           T *scratch) {
+    const int64_t OH = s->out_h, OW = s->out_w, L = OH * OW, IW = s->in_w;
+    const int64_t KH = s->kernel_h, KW = s->kernel_w, kk = KH * KW;
+    const int64_t dh = s->dilation_h, dwl = s->dilation_w, reach = (KW - 1) * dwl;
+    const int64_t width = IW + 16 + reach, rows = ih1 - ih0 + (KH - 1) * dh;
+    const int64_t o0 = ih0 + s->pad_h - (KH - 1) * dh; /* dy row of padded row 0 */
+    /* padded row r of channel m: p[j] = dy[m][o0 + r][j + pad_w - reach], 0 outside */
+    const int64_t shift = s->pad_w - reach;
+    const int64_t lo = shift < 0 ? -shift : 0, hi = OW - shift < width ? OW - shift : width;
+    for (int64_t m = 0; m < mg; m++)
+        for (int64_t r = 0; r < rows; r++) {
+            T *p = scratch + (m * rows + r) * width;
+            const int64_t oh = o0 + r;
+            FNN_NAME(pad_row)(oh >= 0 && oh < OH ? dy + m * L + oh * OW + shift : NULL, lo, hi,
+                              width, p);
+        }
+    /* dx[ih][iw] = sum over m, kh, kw of w[m][kh][kw] * p_m[ih - ih0 + (KH-1-kh) dh]
+     * [iw + (KW-1-kw) dw]: four chains (channels m % 4 of each group of four,
+     * the rest into the first), added in a fixed order */
+    const int64_t limit = (ih1 - ih0) * IW; /* a vector may run into the next rows */
+    for (int64_t ih = ih0; ih < ih1; ih++)
+        for (int64_t iw = 0; iw < IW; iw += FNN_LANES) {
+            FNN_NAME(vec) acc[4] = {{0}, {0}, {0}, {0}};
+            const T *p0 = scratch + (ih - ih0 + (KH - 1) * dh) * width + iw + reach;
+            int64_t m = 0;
+            for (; m + 4 <= mg; m += 4) /* channels m .. m + 3, one chain each */
+                for (int64_t kh = 0; kh < KH; kh++)
+                    for (int64_t kw = 0; kw < KW; kw++) {
+                        const int64_t k = kh * KW + kw, at = -kh * dh * width - kw * dwl;
+#pragma GCC unroll 4
+                        for (int i = 0; i < 4; i++)
+                            acc[i] += w[(m + i) * kk + k] *
+                                      *(const FNN_NAME(vec_u) *)(p0 + (m + i) * rows * width + at);
+                    }
+            for (; m < mg; m++)
+                for (int64_t kh = 0; kh < KH; kh++)
+                    for (int64_t kw = 0; kw < KW; kw++)
+                        acc[0] += w[m * kk + kh * KW + kw] *
+                                  *(const FNN_NAME(vec_u) *)(p0 + m * rows * width -
+                                                            kh * dh * width - kw * dwl);
+            FNN_NAME(vec) sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+            T *out = dx + ih * IW + iw;
+            if ((ih - ih0) * IW + iw + FNN_LANES <= limit) {
+                *(FNN_NAME(vec_u) *)out = sum;
+            } else {
+                T tail[16];
+                *(FNN_NAME(vec_u) *)tail = sum;
+                for (int64_t j = 0; j < IW - iw; j++) out[j] = tail[j];
+            }
+        }
 }
 
 #undef FNN_VBYTES

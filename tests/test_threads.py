@@ -37,6 +37,7 @@ THREAD_CASES = [
     case("2d-b1-depthwise-direct", (1, 8, 120, 64), (16, 1, 5, 5), groups=8, padding=2),
     case("2d-b3-depthwise-gemm", (3, 4, 50, 30), (32, 1, 3, 3), groups=4, padding=1),
     case("2d-b2-taps", (2, 1, 60, 50), (24, 1, 3, 3), padding=1),
+    case("2d-b2-taps-depthwise", (2, 8, 40, 30), (16, 1, 3, 3), groups=8, padding=1),
 ]
 
 
