@@ -56,9 +56,16 @@ const char *fnn_blas_config(void);
  * - taps_input_grad_rows: rows [ih0, ih1) of the input gradient of such a
  *   convolution (dx: the input channel's plane, written), from the group's mg
  *   channels of dy (planes out_h*out_w apart); `scratch` holds
- *   FNN_TAPS_DX_SCRATCH(s, mg, ih1 - ih0). */
+ *   FNN_TAPS_DX_SCRATCH(s, mg, ih1 - ih0).
+ * - taps_weight_grad_block: dw (mg x kH*kW) += the correlation of such a
+ *   convolution's dy (mg channels, rows ldy apart, positions [p0, p1) of one
+ *   image) with x, and db (unless NULL) += the sums of dy; `scratch` holds
+ *   FNN_TAPS_DW_SCRATCH(s, p1 - p0). */
 #define FNN_TAPS_MAX 16
 #define FNN_TAPS_SCRATCH(s) ((s)->kernel_h * ((s)->out_w + 16 + ((s)->kernel_w - 1) * (s)->dilation_w))
+#define FNN_TAPS_DW_SCRATCH(s, positions)                                                    \
+    (((positions) / (s)->out_w + 2 + ((s)->kernel_h - 1) * (s)->dilation_h) *                  \
+     ((s)->out_w + 16 + ((s)->kernel_w - 1) * (s)->dilation_w))
 #define FNN_TAPS_DX_SCRATCH(s, mg, rows)                                                     \
     ((mg) * ((rows) + ((s)->kernel_h - 1) * (s)->dilation_h) *                               \
      ((s)->in_w + 16 + ((s)->kernel_w - 1) * (s)->dilation_w))
@@ -81,6 +88,10 @@ const char *fnn_blas_config(void);
     void (*taps_forward_block_##SFX)(const fnn_conv_shape *s, const T *x, const T *w,        \
                                      const T *bias, int64_t mg, int64_t p0, int64_t p1,      \
                                      T *y, int64_t ldy, T *scratch);
+#define FNN_TAPS_DW_OPS(T, SFX)                                                              \
+    void (*taps_weight_grad_block_##SFX)(const fnn_conv_shape *s, const T *x, const T *dy,   \
+                                         int64_t ldy, int64_t mg, int64_t p0, int64_t p1,    \
+                                         T *dw, T *db, T *scratch);
 #define FNN_TAPS_DX_OPS(T, SFX)                                                              \
     void (*taps_input_grad_rows_##SFX)(const fnn_conv_shape *s, const T *dy, const T *w,     \
                                        int64_t mg, int64_t ih0, int64_t ih1, T *dx,          \
@@ -94,6 +105,7 @@ typedef struct {
     FNN_DIRECT_DW_OPS(float, f32) FNN_DIRECT_DW_OPS(double, f64)
     FNN_TAPS_OPS(float, f32) FNN_TAPS_OPS(double, f64)
     FNN_TAPS_DX_OPS(float, f32) FNN_TAPS_DX_OPS(double, f64)
+    FNN_TAPS_DW_OPS(float, f32) FNN_TAPS_DW_OPS(double, f64)
 } fnn_simd_ops;
 #undef FNN_BLOCK_OPS
 #undef FNN_BLOCK_ADD_OPS
@@ -102,6 +114,7 @@ typedef struct {
 #undef FNN_DIRECT_DW_OPS
 #undef FNN_TAPS_OPS
 #undef FNN_TAPS_DX_OPS
+#undef FNN_TAPS_DW_OPS
 
 extern const fnn_simd_ops fnn_simd_portable, fnn_simd_avx2, fnn_simd_avx512;
 extern const fnn_simd_ops *fnn_simd;

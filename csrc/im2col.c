@@ -41,7 +41,8 @@ enum {
                                          FNN_OPS_OF(direct_input_grad_block, isa),            \
                                          FNN_OPS_OF(direct_weight_grad_block, isa),           \
                                          FNN_OPS_OF(taps_forward_block, isa),                 \
-                                         FNN_OPS_OF(taps_input_grad_rows, isa)};
+                                         FNN_OPS_OF(taps_input_grad_rows, isa),               \
+                                         FNN_OPS_OF(taps_weight_grad_block, isa)};
 FNN_DEFINE_OPS(portable)
 FNN_DEFINE_OPS(avx2)
 FNN_DEFINE_OPS(avx512)
@@ -359,6 +360,82 @@ static void FNN_NAME(taps_input_grad_rows)(const fnn_conv_shape *s, const T *dy,
                 for (int64_t j = 0; j < IW - iw; j++) out[j] = tail[j];
             }
         }
+}
+
+/* Channels [m, m + R) of taps_weight_grad_block, R and KK constants (KK 0:
+ * kk at run time) so that the R * kk + R accumulators live in registers. */
+static inline __attribute__((always_inline)) void FNN_NAME(taps_dw_rows)(
+    const int R, const int KK, const fnn_conv_shape *s, const T *dy, int64_t ldy, int64_t kk,
+    int64_t p0, int64_t p1, const T *slab, int64_t width, T *dw, T *db) {
+    const int64_t OW = s->out_w, KW = s->kernel_w, oh0 = p0 / OW;
+    const int64_t n = KK ? KK : kk, dh = s->dilation_h, dwl = s->dilation_w;
+    FNN_NAME(vec) acc[2][FNN_TAPS_MAX], sum[2];
+    for (int i = 0; i < R; i++) {
+        sum[i] = (FNN_NAME(vec)){0};
+        for (int64_t k = 0; k < n; k++) acc[i][k] = (FNN_NAME(vec)){0};
+    }
+    for (int64_t oh = oh0; oh * OW < p1; oh++) {
+        const int64_t q0 = oh * OW, a = q0 < p0 ? p0 - q0 : 0, b = q0 + OW > p1 ? p1 - q0 : OW;
+        const T *row = slab + (oh - oh0) * width;
+        for (int64_t ow = a; ow < b; ow += FNN_LANES) {
+            FNN_NAME(vec) d[2];
+            for (int i = 0; i < R; i++) {
+                const T *src = dy + i * ldy + q0 + ow - p0;
+                if (ow + FNN_LANES <= b) {
+                    d[i] = *(const FNN_NAME(vec_u) *)src;
+                } else { /* the row's last values, zeros after them */
+                    T part[16] = {0};
+                    for (int64_t j = 0; j < b - ow; j++) part[j] = src[j];
+                    d[i] = *(const FNN_NAME(vec_u) *)part;
+                }
+                sum[i] += d[i];
+            }
+#pragma GCC unroll 16
+            for (int64_t k = 0; k < n; k++) {
+                const FNN_NAME(vec) xk =
+                    *(const FNN_NAME(vec_u) *)(row + (k / KW) * dh * width + ow + (k % KW) * dwl);
+                for (int i = 0; i < R; i++) acc[i][k] += d[i] * xk;
+            }
+        }
+    }
+    for (int i = 0; i < R; i++) { /* lanes added in order */
+        T lanes[16];
+        for (int64_t k = 0; k < n; k++) {
+            *(FNN_NAME(vec_u) *)lanes = acc[i][k];
+            T t = 0;
+            for (int64_t j = 0; j < FNN_LANES; j++) t += lanes[j];
+            dw[i * n + k] += t;
+        }
+        if (db) {
+            *(FNN_NAME(vec_u) *)lanes = sum[i];
+            T t = 0;
+            for (int64_t j = 0; j < FNN_LANES; j++) t += lanes[j];
+            db[i] += t;
+        }
+    }
+}
+
+static void FNN_NAME(taps_weight_grad_block)(const fnn_conv_shape *s, const T *x, const T *dy,
+                                             int64_t ldy, int64_t mg, int64_t p0, int64_t p1,
+                                             T *dw, T *db, T *scratch) {
+    const int64_t OW = s->out_w, KH = s->kernel_h, KW = s->kernel_w, kk = KH * KW;
+    const int64_t width = OW + 16 + (KW - 1) * s->dilation_w, oh0 = p0 / OW;
+    const int64_t rows = (p1 - 1) / OW + 1 - oh0 + (KH - 1) * s->dilation_h;
+    /* slab row r: input row oh0 - pad_h + r, padded as in the forward */
+    const int64_t lo = s->pad_w, hi = s->in_w + s->pad_w < width ? s->in_w + s->pad_w : width;
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t ih = oh0 - s->pad_h + r;
+        FNN_NAME(pad_row)(ih >= 0 && ih < s->in_h ? x + ih * s->in_w - lo : NULL, lo, hi, width,
+                          scratch + r * width);
+    }
+    int64_t m = 0;
+    if (kk == 9 && KW == 3)
+        for (; m + 2 <= mg; m += 2)
+            FNN_NAME(taps_dw_rows)(2, 9, s, dy + m * ldy, ldy, kk, p0, p1, scratch, width,
+                                   dw + m * kk, db ? db + m : NULL);
+    for (; m < mg; m++)
+        FNN_NAME(taps_dw_rows)(1, 0, s, dy + m * ldy, ldy, kk, p0, p1, scratch, width,
+                               dw + m * kk, db ? db + m : NULL);
 }
 
 #undef FNN_VBYTES
