@@ -123,16 +123,9 @@ FNN_DEFINE_PACKED(double, f64)
 #define FNN_FMA_f64(b, a, c) ((vec_t)_mm512_fmadd_pd((__m512d)(b), _mm512_set1_pd(a), (__m512d)(c)))
 #endif
 
-#define T float
-#define SFX f32
-#include "gemm_packed.c"
-#undef T
-#undef SFX
-#define T double
-#define SFX f64
-#include "gemm_packed.c"
-#undef T
-#undef SFX
+#define FNN_DTYPE_SOURCE "gemm_packed.c"
+#include "dtype_builds.h"
+#undef FNN_DTYPE_SOURCE
 #undef FNN_VBYTES
 #undef FNN_PANEL_VECS
 #undef FNN_MR

@@ -73,16 +73,9 @@ FNN_DEFINE_BATCH(double, f64)
 
 #elif !defined(T) /* ---- one instruction set: the dtypes ---- */
 
-#define T float
-#define SFX f32
-#include "im2col.c"
-#undef T
-#undef SFX
-#define T double
-#define SFX f64
-#include "im2col.c"
-#undef T
-#undef SFX
+#define FNN_DTYPE_SOURCE "im2col.c"
+#include "dtype_builds.h"
+#undef FNN_DTYPE_SOURCE
 
 #else /* ---- body: one instruction set, one dtype ---- */
 

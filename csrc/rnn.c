@@ -139,35 +139,15 @@ static int64_t fnn_rnn_x_blocks(int mode) {
     return mode == FNN_RNN_LSTM ? 4 : mode == FNN_RNN_GRU ? 3 : 1;
 }
 
-#define T float
-#define SFX f32
-#include "rnn.c"
-#undef T
-#undef SFX
-
-#define T double
-#define SFX f64
-#include "rnn.c"
-#undef T
-#undef SFX
+#define FNN_DTYPE_SOURCE "rnn.c"
+#include "dtype_builds.h"
+#undef FNN_DTYPE_SOURCE
 
 #elif defined(FNN_ISA) && !defined(T) /* ---- one instruction set: both dtypes ---- */
 
-#define T float
-#define SFX f32
-#define FNN_F32 1
-#include "rnn.c"
-#undef T
-#undef SFX
-#undef FNN_F32
-
-#define T double
-#define SFX f64
-#define FNN_F32 0
-#include "rnn.c"
-#undef T
-#undef SFX
-#undef FNN_F32
+#define FNN_DTYPE_SOURCE "rnn.c"
+#include "dtype_builds.h"
+#undef FNN_DTYPE_SOURCE
 
 #elif defined(FNN_ISA) /* ---- one instruction set, one dtype: the gate kernels ---- */
 

@@ -111,35 +111,15 @@ static fnn_wino_plan wino_plan(const fnn_conv_shape *s, int64_t elem) {
     return p;
 }
 
-#define T float
-#define SFX f32
-#define GEMM fnn_gemm_f32
-#include "winograd.c"
-#undef T
-#undef SFX
-#undef GEMM
-
-#define T double
-#define SFX f64
-#define GEMM fnn_gemm_f64
-#include "winograd.c"
-#undef T
-#undef SFX
-#undef GEMM
+#define FNN_DTYPE_SOURCE "winograd.c"
+#include "dtype_builds.h"
+#undef FNN_DTYPE_SOURCE
 
 #elif defined(FNN_ISA) && !defined(T) /* ---- one instruction set: both dtypes ---- */
 
-#define T float
-#define SFX f32
-#include "winograd.c"
-#undef T
-#undef SFX
-
-#define T double
-#define SFX f64
-#include "winograd.c"
-#undef T
-#undef SFX
+#define FNN_DTYPE_SOURCE "winograd.c"
+#include "dtype_builds.h"
+#undef FNN_DTYPE_SOURCE
 
 #elif defined(FNN_ISA) /* ---- one instruction set, one dtype: the transforms ---- */
 
@@ -345,7 +325,7 @@ int FNN_T(fnn_winograd_forward)(const fnn_conv_shape *s, const T *x, const T *w,
                 cached = blk;
             }
             for (int xi = 0; xi < 16; xi++)
-                GEMM(0, 0, m1 - m0, tiles, C, 1, U + (xi * M + m0) * C, C, V + xi * C * p.tiles,
+                FNN_T(fnn_gemm)(0, 0, m1 - m0, tiles, C, 1, U + (xi * M + m0) * C, C, V + xi * C * p.tiles,
                      p.tiles, 0, Mx + xi * p.chunk_rows * p.tiles, p.tiles);
             ops->FNN_T(output_block)(s, Mx, p.tiles, p.chunk_rows * p.tiles, bias, r0, r1, p.th,
                                      p.tw, m0, m1, y, scratch);
