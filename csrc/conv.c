@@ -183,12 +183,16 @@ static int is_taps(const fnn_conv_shape *s) {
  * (16 tiles); with one input channel (1->32 on 28x28) 0.16-0.24x. */
 #define FNN_WINOGRAD_MIN_TILES 32
 #define FNN_WINOGRAD_MIN_CHANNELS 32
+/* Its transformed weight is 16/9 of the weight, allocated per call: up to
+ * 1024 x 1024 channels (64 MB in float32). */
+#define FNN_WINOGRAD_MAX_CHANNEL_PAIRS ((int64_t)1 << 20)
 static int use_winograd(const fnn_conv_shape *s) {
     if (!fnn_winograd_applies(s) || fnn_conv_algorithm() == FNN_CONV_GEMM) return 0;
     if (fnn_conv_algorithm() == FNN_CONV_WINOGRAD) return 1;
     int64_t tiles = s->batch * ((s->out_h + 1) / 2) * ((s->out_w + 1) / 2);
     return s->in_channels >= FNN_WINOGRAD_MIN_CHANNELS &&
-           s->out_channels >= FNN_WINOGRAD_MIN_CHANNELS && tiles >= FNN_WINOGRAD_MIN_TILES;
+           s->out_channels >= FNN_WINOGRAD_MIN_CHANNELS && tiles >= FNN_WINOGRAD_MIN_TILES &&
+           s->in_channels * s->out_channels <= FNN_WINOGRAD_MAX_CHANNEL_PAIRS;
 }
 
 /* The convolution whose forward is the input gradient of a stride-1,
@@ -387,7 +391,11 @@ static void SFX(forward_rows)(const fnn_conv_shape *s, const SFX(conv_dims) *d, 
 
 int SFX(fnn_conv2d_forward)(const fnn_conv_shape *s, const T *x, const T *w, const T *bias,
                             T *y) {
-    if (use_winograd(s)) return SFX(fnn_winograd_forward)(s, x, w, bias, 0, y);
+    /* without the memory for Winograd's workspace, the GEMM path's smaller one */
+    if (use_winograd(s)) {
+        int status = SFX(fnn_winograd_forward)(s, x, w, bias, 0, y);
+        if (status != FNN_ENOMEM) return status;
+    }
     const SFX(conv_dims) d = SFX(conv_dims_of)(s);
     const int64_t chunks = plan_chunks(d.b.blocks, s->out_channels, FNN_MIN_CHUNK_ROWS);
     const int nt = fnn_get_num_threads(); /* once: it sizes the workspace */
@@ -485,8 +493,8 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
     const fnn_conv_shape t = input_grad_shape(s);
     if (dx && s->stride_h == 1 && s->stride_w == 1 && use_winograd(&t)) {
         int status = SFX(fnn_winograd_forward)(&t, dy, w, NULL, 1, dx);
-        if (status != FNN_OK || (!dw && !db)) return status;
-        dx = NULL;
+        if (status == FNN_OK && !dw && !db) return status;
+        if (status == FNN_OK) dx = NULL; /* else the GEMM path computes it */
     }
     const SFX(conv_dims) d = SFX(conv_dims_of)(s);
     const int64_t nb = d.b.blocks, M = s->out_channels, C = s->in_channels;

@@ -1,7 +1,8 @@
 """The Winograd F(2x2, 3x3) path of conv2d (csrc/winograd.c) against the NumPy reference.
 
 fastnn takes it for 3x3, stride-1, undilated, ungrouped convolutions with padding up to 2,
-at least 32 input and output channels and 32 output tiles of 2x2 (csrc/conv.c), and for the
+at least 32 input and output channels (2^20 pairs at most) and 32 output tiles of 2x2
+(csrc/conv.c; the GEMM path when its workspace cannot be allocated), and for the
 input gradient of such a convolution (the same kind of convolution of grad_output, padding
 2 - pad). The cases below all qualify, both ways, and reach the path's edges: odd output
 sizes (a tile's last row or column outside the output), every padding from 0 to 2 and
