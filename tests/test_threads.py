@@ -38,6 +38,8 @@ THREAD_CASES = [
     case("2d-b3-depthwise-gemm", (3, 4, 50, 30), (32, 1, 3, 3), groups=4, padding=1),
     case("2d-b2-taps", (2, 1, 60, 50), (24, 1, 3, 3), padding=1),
     case("2d-b2-taps-depthwise", (2, 8, 40, 30), (16, 1, 3, 3), groups=8, padding=1),
+    # Winograd: one block of tiles, transformed by all threads (csrc/winograd.c)
+    case("2d-b1-winograd-one-block", (1, 64, 14, 14), (64, 64, 3, 3), padding=1),
 ]
 
 
