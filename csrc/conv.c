@@ -250,7 +250,8 @@ typedef struct {
     int64_t taps_dx_rows;  /* input rows per item of the taps input gradient */
     fnn_blocking b;
     int64_t P;             /* most positions in one block */
-    int64_t ws_per_thread; /* a (Kg, P) column matrix and an (Mg, P) row matrix */
+    int64_t ws_per_thread; /* a (Kg, P) column matrix and an (Mg, P) row matrix, or
+                              the taps kernels' rows, whichever is larger */
 } SFX(conv_dims);
 
 static SFX(conv_dims) SFX(conv_dims_of)(const fnn_conv_shape *s) {
@@ -269,10 +270,7 @@ static SFX(conv_dims) SFX(conv_dims_of)(const fnn_conv_shape *s) {
     d.P = block_max_positions(&d.b);
     d.ws_per_thread = d.direct ? 0 : (d.Kg + d.Mg) * d.P;
     d.taps_backward = d.taps && d.Mg <= FNN_DIRECT_MAX_MG;
-    if (d.taps) {
-        d.ws_per_thread = max64(d.ws_per_thread, FNN_TAPS_SCRATCH(s));
-        d.ws_per_thread = max64(d.ws_per_thread, FNN_TAPS_DW_SCRATCH(s, d.P));
-    }
+    if (d.taps) d.ws_per_thread = max64(d.ws_per_thread, FNN_TAPS_SCRATCH(s));
     if (d.taps_backward) {
         /* the rows' share of dy, padded, within FNN_TAPS_DX_BYTES; enough items */
         int64_t one = FNN_TAPS_DX_SCRATCH(s, d.Mg, 1) * (int64_t)sizeof(T);

@@ -62,7 +62,8 @@ const char *fnn_blas_config(void);
  *   image) with x, and db (unless NULL) += the sums of dy; `scratch` holds
  *   FNN_TAPS_DW_SCRATCH(s, p1 - p0). */
 #define FNN_TAPS_MAX 16
-#define FNN_TAPS_SCRATCH(s) ((s)->kernel_h * ((s)->out_w + 16 + ((s)->kernel_w - 1) * (s)->dilation_w))
+#define FNN_TAPS_SCRATCH(s)                                                                  \
+    ((s)->kernel_h * ((s)->out_w + 16 + ((s)->kernel_w - 1) * (s)->dilation_w))
 #define FNN_TAPS_DW_SCRATCH(s, positions)                                                    \
     (((positions) / (s)->out_w + 2 + ((s)->kernel_h - 1) * (s)->dilation_h) *                  \
      ((s)->out_w + 16 + ((s)->kernel_w - 1) * (s)->dilation_w))

@@ -203,7 +203,7 @@ static void FNN_NAME(direct_weight_grad_block)(const fnn_conv_shape *s, const T 
 }
 
 
-/* Vectors of the instruction set (GCC vector types) for taps_forward_block. */
+/* Vectors of the instruction set (GCC vector types) for the taps kernels. */
 #if FNN_ISA_LEVEL == 0
 #define FNN_VBYTES 16
 #elif FNN_ISA_LEVEL == 1

@@ -67,7 +67,8 @@ FNN_DEFINE_WINO_OPS(avx2)
 FNN_DEFINE_WINO_OPS(avx512)
 
 static const fnn_wino_ops *fnn_wino_ops_now(void) {
-    static const fnn_wino_ops *const sets[] = {&fnn_wino_portable, &fnn_wino_avx2, &fnn_wino_avx512};
+    static const fnn_wino_ops *const sets[] = {&fnn_wino_portable, &fnn_wino_avx2,
+                                               &fnn_wino_avx512};
     return sets[fnn_simd_level()];
 }
 
@@ -325,8 +326,9 @@ int FNN_T(fnn_winograd_forward)(const fnn_conv_shape *s, const T *x, const T *w,
                 cached = blk;
             }
             for (int xi = 0; xi < 16; xi++)
-                FNN_T(fnn_gemm)(0, 0, m1 - m0, tiles, C, 1, U + (xi * M + m0) * C, C, V + xi * C * p.tiles,
-                     p.tiles, 0, Mx + xi * p.chunk_rows * p.tiles, p.tiles);
+                FNN_T(fnn_gemm)(0, 0, m1 - m0, tiles, C, 1, U + (xi * M + m0) * C, C,
+                                V + xi * C * p.tiles, p.tiles, 0,
+                                Mx + xi * p.chunk_rows * p.tiles, p.tiles);
             ops->FNN_T(output_block)(s, Mx, p.tiles, p.chunk_rows * p.tiles, bias, r0, r1, p.th,
                                      p.tw, m0, m1, y, scratch);
         }
