@@ -36,9 +36,6 @@
 #define FNN_DIRECT_MAX_MG 4
 #define FNN_TAPS_DX_BYTES ((int64_t)128 << 10)
 
-static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* Blocks of the batch's output positions: either several blocks per image,
  * each a run of whole output rows (or of positions when there is a single row),
@@ -54,7 +51,7 @@ typedef struct {
 
 /* Enough chunks of `rows` for FNN_MIN_ITEMS items, none under min_rows rows. */
 static int64_t plan_chunks(int64_t items, int64_t rows, int64_t min_rows) {
-    return max64(1, min64(ceil_div(FNN_MIN_ITEMS, items), rows / min_rows));
+    return fnn_max64(1, fnn_min64(fnn_ceil_div(FNN_MIN_ITEMS, items), rows / min_rows));
 }
 
 /* With too few images to keep FNN_MIN_ITEMS threads busy, each image is split
@@ -64,9 +61,9 @@ static int64_t plan_chunks(int64_t items, int64_t rows, int64_t min_rows) {
  * and are tall enough for the two-phase col2im. */
 static int64_t blocks_for_small_batch(const fnn_conv_shape *s, int64_t units, int64_t unit,
                                       int64_t min_units, int64_t fit) {
-    int64_t best = max64(1, min64(units / min_units, ceil_div(units, fit)));
+    int64_t best = fnn_max64(1, fnn_min64(units / min_units, fnn_ceil_div(units, fit)));
     double best_cost = 1e300;
-    for (int64_t nb = best; nb <= min64(FNN_MIN_ITEMS, units / min_units); nb++) {
+    for (int64_t nb = best; nb <= fnn_min64(FNN_MIN_ITEMS, units / min_units); nb++) {
         int64_t chunks = plan_chunks(s->batch * nb, s->out_channels, FNN_MIN_CHUNK_ROWS);
         double cost = (double)nb / (double)(units * unit) +
                       (double)chunks / (double)s->out_channels;
@@ -87,19 +84,20 @@ static fnn_blocking plan_blocks(const fnn_conv_shape *s, int64_t col_rows, int64
     fnn_blocking b = {unit, L / unit, 1, 1, s->batch, s->batch, L};
     /* two-phase col2im: blocks i and i + 2 of an image are disjoint in the input
      * when the block between them spans at least (k - 1) * d input rows */
-    int64_t min_units = max64(1, ceil_div((k - 1) * d, st));
-    int64_t fit = max64(1, FNN_COL_BLOCK_BYTES / col_rows / elem / unit);
-    int64_t balance = ceil_div(s->batch * b.units, FNN_MIN_ITEMS);
-    int64_t wide = ceil_div(FNN_MIN_BLOCK_POSITIONS, unit);
-    int64_t per = max64(min64(fit, balance), max64(min_units, wide));
+    int64_t min_units = fnn_max64(1, fnn_ceil_div((k - 1) * d, st));
+    int64_t fit = fnn_max64(1, FNN_COL_BLOCK_BYTES / col_rows / elem / unit);
+    int64_t balance = fnn_ceil_div(s->batch * b.units, FNN_MIN_ITEMS);
+    int64_t wide = fnn_ceil_div(FNN_MIN_BLOCK_POSITIONS, unit);
+    int64_t per = fnn_max64(fnn_min64(fit, balance), fnn_max64(min_units, wide));
     if (L >= FNN_MIN_BLOCK_POSITIONS || s->batch == 1) {
-        b.per_image = max64(1, b.units / per);
+        b.per_image = fnn_max64(1, b.units / per);
         if (s->batch * b.per_image < FNN_MIN_ITEMS)
             b.per_image = blocks_for_small_batch(s, b.units, unit, min_units, fit);
         b.blocks = s->batch * b.per_image;
     } else {
-        b.images = min64(s->batch, max64(ceil_div(FNN_MIN_BLOCK_POSITIONS, L), per / b.units));
-        b.blocks = ceil_div(s->batch, b.images);
+        b.images = fnn_min64(s->batch, fnn_max64(fnn_ceil_div(FNN_MIN_BLOCK_POSITIONS, L),
+                                                 per / b.units));
+        b.blocks = fnn_ceil_div(s->batch, b.images);
     }
     return b;
 }
@@ -108,7 +106,7 @@ static fnn_blocking plan_blocks(const fnn_conv_shape *s, int64_t col_rows, int64
 static void block_range(const fnn_blocking *b, int64_t i, int64_t *q0, int64_t *q1) {
     if (b->images > 1) {
         *q0 = i * b->images * b->L;
-        *q1 = min64(i * b->images + b->images, b->batch) * b->L;
+        *q1 = fnn_min64(i * b->images + b->images, b->batch) * b->L;
         return;
     }
     int64_t n = i / b->per_image, j = i % b->per_image;
@@ -117,7 +115,7 @@ static void block_range(const fnn_blocking *b, int64_t i, int64_t *q0, int64_t *
 }
 
 static int64_t block_max_positions(const fnn_blocking *b) {
-    return b->images > 1 ? b->images * b->L : ceil_div(b->units, b->per_image) * b->unit;
+    return b->images > 1 ? b->images * b->L : fnn_ceil_div(b->units, b->per_image) * b->unit;
 }
 
 /* The part of [q0, q1) in image n: local positions [p0, p1) at column offset `at`. */
@@ -130,7 +128,7 @@ static int next_segment(const fnn_blocking *b, int64_t q0, int64_t q1, fnn_segme
     if (q >= q1) return 0;
     seg->n = q / b->L;
     seg->p0 = q - seg->n * b->L;
-    seg->p1 = min64(q1 - seg->n * b->L, b->L);
+    seg->p1 = fnn_min64(q1 - seg->n * b->L, b->L);
     seg->at = q - q0;
     return 1;
 }
@@ -146,7 +144,7 @@ static void chunk_range(int64_t rows, int64_t chunks, int64_t j, int64_t *r0, in
  * each the channels [r0, r1) of the range that lie in it. */
 #define FOR_EACH_GROUP(c0, c1, per, g, r0, r1)                                      \
     for (int64_t g = (c0) / (per), r0, r1; g * (per) < (c1); g++)                     \
-        if (r0 = max64(c0, g * (per)), r1 = min64(c1, (g + 1) * (per)), r0 < r1)
+        if (r0 = fnn_max64(c0, g * (per)), r1 = fnn_min64(c1, (g + 1) * (per)), r0 < r1)
 
 /* A 1x1, stride-1, unpadded convolution is a plain GEMM on the input itself. */
 static int is_pointwise(const fnn_conv_shape *s) {
@@ -273,15 +271,16 @@ static SFX(conv_dims) SFX(conv_dims_of)(const fnn_conv_shape *s) {
     d.P = block_max_positions(&d.b);
     d.ws_per_thread = d.direct ? 0 : (d.Kg + d.Mg) * d.P;
     d.taps_backward = d.taps && d.Mg <= FNN_DIRECT_MAX_MG;
-    if (d.taps) d.ws_per_thread = max64(d.ws_per_thread, FNN_TAPS_SCRATCH(s));
+    if (d.taps) d.ws_per_thread = fnn_max64(d.ws_per_thread, FNN_TAPS_SCRATCH(s));
     if (d.taps_backward) {
         /* the rows' share of dy, padded, within FNN_TAPS_DX_BYTES; enough items */
         int64_t one = FNN_TAPS_DX_SCRATCH(s, d.Mg, 1) * (int64_t)sizeof(T);
-        int64_t fit = max64(1, FNN_TAPS_DX_BYTES / one - (s->kernel_h - 1) * s->dilation_h);
-        int64_t chunks = max64(ceil_div(s->in_h, fit), ceil_div(FNN_MIN_ITEMS, s->batch * d.G));
-        d.taps_dx_rows = ceil_div(s->in_h, min64(chunks, s->in_h));
-        d.ws_per_thread = max64(d.ws_per_thread, FNN_TAPS_DW_SCRATCH(s, d.P));
-        d.ws_per_thread = max64(d.ws_per_thread, FNN_TAPS_DX_SCRATCH(s, d.Mg, d.taps_dx_rows));
+        int64_t fit = fnn_max64(1, FNN_TAPS_DX_BYTES / one - (s->kernel_h - 1) * s->dilation_h);
+        int64_t chunks = fnn_max64(fnn_ceil_div(s->in_h, fit),
+                                   fnn_ceil_div(FNN_MIN_ITEMS, s->batch * d.G));
+        d.taps_dx_rows = fnn_ceil_div(s->in_h, fnn_min64(chunks, s->in_h));
+        d.ws_per_thread = fnn_max64(d.ws_per_thread, FNN_TAPS_DW_SCRATCH(s, d.P));
+        d.ws_per_thread = fnn_max64(d.ws_per_thread, FNN_TAPS_DX_SCRATCH(s, d.Mg, d.taps_dx_rows));
     }
     /* 256 bytes more per thread, so that no two threads write one cache line
      * (or, with the adjacent-line prefetch, one pair of lines), whatever the
@@ -499,10 +498,11 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
     const int64_t w_size = dw ? M * d.Kg : 0, part_size = w_size + (db ? M : 0);
     /* parameter gradients: a fixed number of parts of the blocks, each summed
      * into its own buffer (part 0 into dw and db themselves) */
-    const int64_t part_bytes = max64(1, part_size * (int64_t)sizeof(T));
-    const int64_t parts = max64(1, min64(min64(nb, FNN_DW_PARTS), FNN_DW_PARTS_BYTES / part_bytes));
+    const int64_t part_bytes = fnn_max64(1, part_size * (int64_t)sizeof(T));
+    const int64_t parts =
+        fnn_max64(1, fnn_min64(fnn_min64(nb, FNN_DW_PARTS), FNN_DW_PARTS_BYTES / part_bytes));
     const int64_t w_chunks = plan_chunks(parts, M, FNN_MIN_CHUNK_ROWS);
-    const int64_t x_chunks = plan_chunks(nb, C, ceil_div(FNN_MIN_CHUNK_ROWS, d.kk));
+    const int64_t x_chunks = plan_chunks(nb, C, fnn_ceil_div(FNN_MIN_CHUNK_ROWS, d.kk));
     const int nt = fnn_get_num_threads(); /* once: it sizes the workspace */
     T *ws = SFX(alloc_workspace)(&d, nt);
     T *partial = parts > 1 && part_size ? (T *)malloc((size_t)((parts - 1) * part_size) * sizeof(T))
@@ -537,13 +537,13 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
         }
         if (dx && d.taps_backward) {
             /* row chunks of each (image, input channel), each written once */
-            const int64_t chunks = ceil_div(s->in_h, d.taps_dx_rows);
+            const int64_t chunks = fnn_ceil_div(s->in_h, d.taps_dx_rows);
 #pragma omp for schedule(static)
             for (int64_t it = 0; it < s->batch * C * chunks; it++) {
                 const int64_t n = it / (C * chunks), g = it / chunks % C, j = it % chunks;
                 SIMD(taps_input_grad_rows)(s, dy + (n * M + g * d.Mg) * d.L,
                                            w + g * d.Mg * d.kk, d.Mg, j * d.taps_dx_rows,
-                                           min64((j + 1) * d.taps_dx_rows, s->in_h),
+                                           fnn_min64((j + 1) * d.taps_dx_rows, s->in_h),
                                            dx + (n * C + g) * d.HW, cols);
             }
         } else if (dx) {

@@ -26,6 +26,11 @@ typedef struct {
     int64_t groups, out_h, out_w;
 } fnn_conv_shape;
 
+/* Integer helpers of the kernels' work planning. */
+static inline int64_t fnn_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static inline int64_t fnn_min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t fnn_max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
 /* runtime.c: one-time setup, threads, configuration strings. */
 void fnn_init(void);
 void fnn_set_num_threads(int n);

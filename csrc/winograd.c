@@ -72,7 +72,7 @@ static const fnn_wino_ops *fnn_wino_ops_now(void) {
     return sets[fnn_simd_level()];
 }
 
-/* V of a block within this many bytes: half of L2 with the block's M_xi. */
+/* V of a block within a quarter of L2 (half of it with the block's M_xi). */
 #define FNN_WINO_BLOCK_BYTES (fnn_cache_bytes(2) / 4)
 /* Tiles in a block at least: GEMMs narrower than this lose more to OpenBLAS's
  * packing of U than the cache saves. */
@@ -80,9 +80,6 @@ static const fnn_wino_ops *fnn_wino_ops_now(void) {
 #define FNN_WINO_MIN_ITEMS 8
 #define FNN_WINO_MIN_CHUNK_ROWS 16
 
-static int64_t wino_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-static int64_t wino_min(int64_t a, int64_t b) { return a < b ? a : b; }
-static int64_t wino_max(int64_t a, int64_t b) { return a > b ? a : b; }
 
 int fnn_winograd_applies(const fnn_conv_shape *s) {
     return s->kernel_h == 3 && s->kernel_w == 3 && s->stride_h == 1 && s->stride_w == 1 &&
@@ -98,17 +95,17 @@ typedef struct {
 
 static fnn_wino_plan wino_plan(const fnn_conv_shape *s, int64_t elem) {
     fnn_wino_plan p;
-    p.th = wino_ceil_div(s->out_h, 2);
-    p.tw = wino_ceil_div(s->out_w, 2);
+    p.th = fnn_ceil_div(s->out_h, 2);
+    p.tw = fnn_ceil_div(s->out_w, 2);
     int64_t fit = FNN_WINO_BLOCK_BYTES / (16 * s->in_channels * elem);
-    int64_t want = wino_max(FNN_WINO_MIN_TILES, fit);
-    p.rows = wino_max(1, wino_min(want / p.tw, s->batch * p.th));
-    p.blocks = wino_ceil_div(s->batch * p.th, p.rows);
-    p.rows = wino_ceil_div(s->batch * p.th, p.blocks); /* blocks of equal size */
+    int64_t want = fnn_max64(FNN_WINO_MIN_TILES, fit);
+    p.rows = fnn_max64(1, fnn_min64(want / p.tw, s->batch * p.th));
+    p.blocks = fnn_ceil_div(s->batch * p.th, p.rows);
+    p.rows = fnn_ceil_div(s->batch * p.th, p.blocks); /* blocks of equal size */
     p.tiles = p.rows * p.tw;
-    p.chunks = wino_max(1, wino_min(wino_ceil_div(FNN_WINO_MIN_ITEMS, p.blocks),
+    p.chunks = fnn_max64(1, fnn_min64(fnn_ceil_div(FNN_WINO_MIN_ITEMS, p.blocks),
                                     s->out_channels / FNN_WINO_MIN_CHUNK_ROWS));
-    p.chunk_rows = wino_ceil_div(s->out_channels, p.chunks);
+    p.chunk_rows = fnn_ceil_div(s->out_channels, p.chunks);
     return p;
 }
 
@@ -317,8 +314,8 @@ int FNN_T(fnn_winograd_forward)(const fnn_conv_shape *s, const T *x, const T *w,
 #pragma omp for schedule(static)
         for (int64_t it = 0; it < p.blocks * p.chunks; it++) {
             const int64_t blk = it / p.chunks, m0 = (it % p.chunks) * p.chunk_rows;
-            const int64_t m1 = wino_min(m0 + p.chunk_rows, M);
-            const int64_t r0 = blk * p.rows, r1 = wino_min(r0 + p.rows, s->batch * p.th);
+            const int64_t m1 = fnn_min64(m0 + p.chunk_rows, M);
+            const int64_t r0 = blk * p.rows, r1 = fnn_min64(r0 + p.rows, s->batch * p.th);
             const int64_t tiles = (r1 - r0) * p.tw;
             if (m0 >= m1) continue;
             if (cached != blk) {
