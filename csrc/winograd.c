@@ -10,10 +10,11 @@
  * (measured within the convolution tests' tolerances, both dtypes).
  *
  * The output's tile rows (tw tiles of 2x2 each), image after image, are cut
- * into blocks of whole tile rows whose V (16 x C x tiles) stays in L2; work
- * items are (block, chunk of output channels), every split depends on the
- * shape only, and each output element is computed by one item in a fixed
- * order, so results are bit-identical whatever the thread count.
+ * into blocks of whole tile rows (whose V, 16 x C x tiles, stays in L2 when
+ * the GEMMs stay wide enough: FNN_WINO_MIN_TILES); work items are (block,
+ * chunk of output channels), every split depends on the shape only, and each
+ * output element is computed by one item in a fixed order, so results are
+ * bit-identical whatever the thread count.
  *
  * The input gradient of such a convolution is one too (dy against the weight
  * rotated by 180 degrees with in and out channels swapped, padding 2 - pad):
@@ -72,12 +73,17 @@ static const fnn_wino_ops *fnn_wino_ops_now(void) {
     return sets[fnn_simd_level()];
 }
 
-/* V of a block within a quarter of L2 (half of it with the block's M_xi). */
+/* V of a block within a quarter of L2 (half of it with the block's M_xi)... */
 #define FNN_WINO_BLOCK_BYTES (fnn_cache_bytes(2) / 4)
-/* Tiles in a block at least: GEMMs narrower than this lose more to OpenBLAS's
- * packing of U than the cache saves. */
-#define FNN_WINO_MIN_TILES 128
-#define FNN_WINO_MIN_ITEMS 8
+/* ... unless that is under half of FNN_WINO_MIN_TILES tiles (128 channels or
+ * more), then FNN_WINO_MIN_TILES: OpenBLAS packs U_xi in every GEMM, and
+ * narrower GEMMs lose more to that than the cache saves (A/B, 256 tiles
+ * against 128, batch 16: 1.05-1.15x from 128 to 512 channels; but 0.86-0.90x
+ * at 64 channels, whose 128 tiles fit) */
+#define FNN_WINO_MIN_TILES 256
+/* Work items at least, and a multiple of it while blocks are few, so that 1,
+ * 2 or 4 threads share them evenly. */
+#define FNN_WINO_MIN_ITEMS 4
 #define FNN_WINO_MIN_CHUNK_ROWS 16
 
 
@@ -87,22 +93,24 @@ int fnn_winograd_applies(const fnn_conv_shape *s) {
            s->pad_w >= 0 && s->pad_h <= 2 && s->pad_w <= 2 && s->out_h >= 1 && s->out_w >= 1;
 }
 
-/* The blocks: tile rows [b * rows, (b + 1) * rows) of the batch's N * th. */
+/* The blocks: block b holds the tile rows [b * R / blocks, (b + 1) * R / blocks)
+ * of the batch's R = N * th. */
 typedef struct {
-    int64_t th, tw, rows, blocks, tiles; /* tiles: most in one block */
-    int64_t chunks, chunk_rows;          /* output channels per item, at most */
+    int64_t th, tw, blocks, tiles; /* tiles: most in one block */
+    int64_t chunks, chunk_rows;    /* output channels per item, at most */
 } fnn_wino_plan;
 
 static fnn_wino_plan wino_plan(const fnn_conv_shape *s, int64_t elem) {
     fnn_wino_plan p;
     p.th = fnn_ceil_div(s->out_h, 2);
     p.tw = fnn_ceil_div(s->out_w, 2);
-    int64_t fit = FNN_WINO_BLOCK_BYTES / (16 * s->in_channels * elem);
-    int64_t want = fnn_max64(FNN_WINO_MIN_TILES, fit);
-    p.rows = fnn_max64(1, fnn_min64(want / p.tw, s->batch * p.th));
-    p.blocks = fnn_ceil_div(s->batch * p.th, p.rows);
-    p.rows = fnn_ceil_div(s->batch * p.th, p.blocks); /* blocks of equal size */
-    p.tiles = p.rows * p.tw;
+    const int64_t R = s->batch * p.th;
+    const int64_t fit = FNN_WINO_BLOCK_BYTES / (16 * s->in_channels * elem);
+    const int64_t want = fit >= FNN_WINO_MIN_TILES / 2 ? fit : FNN_WINO_MIN_TILES;
+    p.blocks = fnn_ceil_div(R, fnn_max64(1, want / p.tw));
+    if (p.blocks > 1 && p.blocks < 4 * FNN_WINO_MIN_ITEMS)
+        p.blocks = fnn_min64(R, fnn_ceil_div(p.blocks, FNN_WINO_MIN_ITEMS) * FNN_WINO_MIN_ITEMS);
+    p.tiles = fnn_ceil_div(R, p.blocks) * p.tw;
     p.chunks = fnn_max64(1, fnn_min64(fnn_ceil_div(FNN_WINO_MIN_ITEMS, p.blocks),
                                     s->out_channels / FNN_WINO_MIN_CHUNK_ROWS));
     p.chunk_rows = fnn_ceil_div(s->out_channels, p.chunks);
@@ -275,7 +283,7 @@ int FNN_T(fnn_winograd_forward)(const fnn_conv_shape *s, const T *x, const T *w,
                                 int flip, T *y) {
     const fnn_wino_plan p = wino_plan(s, (int64_t)sizeof(T));
     const fnn_wino_ops *ops = fnn_wino_ops_now();
-    const int64_t M = s->out_channels, C = s->in_channels;
+    const int64_t M = s->out_channels, C = s->in_channels, R = s->batch * p.th;
     const int64_t v_size = 16 * C * p.tiles, m_size = 16 * p.chunk_rows * p.tiles;
     /* A single block (small batches) is transformed once, by all threads
      * (one channel each at a time), into a V they share; else each thread
@@ -306,8 +314,7 @@ int FNN_T(fnn_winograd_forward)(const fnn_conv_shape *s, const T *x, const T *w,
         if (shared) {
 #pragma omp for schedule(static) nowait
             for (int64_t c = 0; c < C; c++)
-                ops->FNN_T(input_block)(s, x, c, c + 1, 0, s->batch * p.th, p.th, p.tw, V,
-                                        p.tiles, scratch);
+                ops->FNN_T(input_block)(s, x, c, c + 1, 0, R, p.th, p.tw, V, p.tiles, scratch);
             cached = 0;
         }
 #pragma omp barrier
@@ -315,7 +322,7 @@ int FNN_T(fnn_winograd_forward)(const fnn_conv_shape *s, const T *x, const T *w,
         for (int64_t it = 0; it < p.blocks * p.chunks; it++) {
             const int64_t blk = it / p.chunks, m0 = (it % p.chunks) * p.chunk_rows;
             const int64_t m1 = fnn_min64(m0 + p.chunk_rows, M);
-            const int64_t r0 = blk * p.rows, r1 = fnn_min64(r0 + p.rows, s->batch * p.th);
+            const int64_t r0 = blk * R / p.blocks, r1 = (blk + 1) * R / p.blocks;
             const int64_t tiles = (r1 - r0) * p.tw;
             if (m0 >= m1) continue;
             if (cached != blk) {

@@ -6,9 +6,9 @@ at least 32 input and output channels (2^20 pairs at most) and 32 output tiles o
 input gradient of such a convolution (the same kind of convolution of grad_output, padding
 2 - pad). The cases below all qualify, both ways, and reach the path's edges: odd output
 sizes (a tile's last row or column outside the output), every padding from 0 to 2 and
-unequal ones, a 1x1 output, blocks of tile rows that span images, output-channel chunks
-(batch 1), channel counts off the vector widths. The whole convolution suite also runs with
-the algorithm forced either way (FASTNN_CONV), in a subprocess.
+unequal ones, a 1x1 output, blocks of tile rows that span images or differ by a row,
+output-channel chunks (batch 1), channel counts off the vector widths. The whole convolution
+suite also runs with the algorithm forced either way (FASTNN_CONV), in a subprocess.
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ WINOGRAD_CASES = [
     case("k=padded-input", (40, 32, 1, 1), (32, 32, 3, 3), padding=1),
     case("batch1-chunks", (1, 32, 16, 16), (64, 32, 3, 3), padding=1),
     case("blocks-span-images", (4, 64, 30, 30), (64, 64, 3, 3), padding=1),
+    case("uneven-blocks", (3, 128, 20, 20), (40, 128, 3, 3), padding=1),
     case("wide-rows", (2, 48, 5, 40), (48, 48, 3, 3), padding=1),
     case("one-row", (16, 32, 1, 12), (32, 32, 3, 3), padding=1),
 ]
