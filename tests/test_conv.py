@@ -174,6 +174,15 @@ BLOCK_CASES = [
     case("2d-1x1-b2", (2, 32, 40, 40), (48, 32, 1, 1)),
     case("2d-1x1-b1-chunks", (1, 64, 20, 20), (64, 64, 1, 1)),
     case("2d-7x7-s2-p3", (1, 3, 96, 96), (16, 3, 7, 7), stride=2, padding=3),
+    # disjoint windows (stride >= dilated kernel): each block zeroes the input it owns
+    case("disjoint-1x1-s2-b1-blocks", (1, 16, 120, 64), (24, 16, 1, 1), stride=2),
+    case("disjoint-1x1-s2-b1-chunks", (1, 64, 40, 40), (64, 64, 1, 1), stride=2),
+    case("disjoint-2x2-d2-s3-p1", (2, 8, 90, 70), (8, 8, 2, 2), stride=3, dilation=2, padding=1),
+    case("disjoint-one-output-row", (1, 8, 2, 3000), (8, 8, 2, 3), stride=(2, 3),
+         padding=(0, 1)),
+    case("disjoint-b40-1x1-s2-small", (40, 8, 9, 6), (12, 8, 1, 1), stride=2),
+    case("disjoint-depthwise-direct-2x2-s2", (1, 8, 120, 64), (16, 1, 2, 2), groups=8, stride=2),
+    case("disjoint-1d-k2-s3-p1-long", (1, 8, 6001), (8, 8, 2), stride=3, padding=1),
     # many small images, batch sizes that are not multiples of anything
     case("2d-b16-small-images", (16, 8, 7, 7), (40, 8, 3, 3), padding=1),
     case("2d-b24-10x9", (24, 4, 10, 9), (8, 4, 3, 3), padding=1),
