@@ -13,6 +13,7 @@
  * This file includes itself: once per instruction set, and within each once
  * per dtype. */
 #if !defined(FNN_ISA) /* ---- top level: the instruction sets ---- */
+#include <immintrin.h>
 #include <omp.h>
 #include <string.h>
 #include "fastnn.h"
@@ -79,9 +80,37 @@ FNN_DEFINE_BATCH(double, f64)
 
 #else /* ---- body: one instruction set, one dtype ---- */
 
+#if FNN_ISA_LEVEL == 2 && FNN_F32
+/* dst[2 j] += src[j] with AVX-512: each vector of src spread over the even
+ * lanes of two vectors of dst (odd lanes neither read nor written), the row's
+ * tail in one masked step. GCC's own loop for the short rows of a convolution
+ * (28-112 values) ran 1.1-1.7x slower, most of it in a scalar tail; for
+ * float64 (8 lanes) and for the gather of im2col it was as fast. Masked loads
+ * read only the elements used: a row may end the array. */
+static inline __mmask16 FNN_NAME(first_lanes)(int64_t n) {
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
+}
+
+static inline void FNN_NAME(scatter_add_s2)(int64_t n, const float *src, float *dst) {
+    const __m512i spread_lo = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i spread_hi =
+        _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    for (int64_t j = 0; j < n; j += 16) {
+        const int64_t m = n - j < 16 ? n - j : 16, used = 2 * m - 1; /* of dst */
+        const __mmask16 lo = FNN_NAME(first_lanes)(used) & 0x5555;
+        const __mmask16 hi = FNN_NAME(first_lanes)(used - 16) & 0x5555;
+        const __m512 v = _mm512_maskz_loadu_ps(FNN_NAME(first_lanes)(m), src + j);
+        float *d = dst + 2 * j;
+        const __m512 dlo = _mm512_maskz_loadu_ps(lo, d), dhi = _mm512_maskz_loadu_ps(hi, d + 16);
+        _mm512_mask_storeu_ps(d, lo, _mm512_add_ps(dlo, _mm512_permutexvar_ps(spread_lo, v)));
+        _mm512_mask_storeu_ps(d + 16, hi, _mm512_add_ps(dhi, _mm512_permutexvar_ps(spread_hi, v)));
+    }
+}
+#endif
+
 /* Strides 1 and 2 (nearly every strided convolution) get loops with a constant
- * stride, which the compiler vectorizes (with permutes for 2); other strides
- * fall back to a scalar loop. */
+ * stride, which the compiler vectorizes (with permutes for 2; by hand above for
+ * one case); other strides fall back to a scalar loop. */
 static inline void FNN_NAME(gather)(int64_t n, const T *src, int64_t stride, T *dst) {
     if (stride == 1)
         for (int64_t j = 0; j < n; j++) dst[j] = src[j];
@@ -95,7 +124,11 @@ static inline void FNN_NAME(scatter_add)(int64_t n, const T *src, int64_t stride
     if (stride == 1)
         for (int64_t j = 0; j < n; j++) dst[j] += src[j];
     else if (stride == 2)
+#if FNN_ISA_LEVEL == 2 && FNN_F32
+        FNN_NAME(scatter_add_s2)(n, src, dst);
+#else
         for (int64_t j = 0; j < n; j++) dst[2 * j] += src[j];
+#endif
     else
         for (int64_t j = 0; j < n; j++) dst[j * stride] += src[j];
 }

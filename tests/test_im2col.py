@@ -36,6 +36,13 @@ UNFOLD_CASES = [
     case("w16-s2", (2, 2, 3, 16), 3, stride=2, padding=1),
     case("w17-s2", (2, 2, 3, 17), (1, 3), stride=(1, 2), padding=(0, 1)),
     case("w33-d2", (2, 2, 3, 33), 3, dilation=2, padding=2),
+    # stride-2 rows of 16, 17, 31, 32 and 33 outputs, around the 16-lane vectors of the
+    # AVX-512 stride-2 col2im; odd widths end each row (and the array) on an output
+    case("ow16-s2", (1, 2, 3, 31), 1, stride=2),
+    case("ow17-s2", (1, 2, 3, 34), 1, stride=2),
+    case("ow31-s2", (1, 2, 3, 61), 1, stride=2),
+    case("ow32-s2-p1", (1, 2, 4, 64), 3, stride=2, padding=1),
+    case("ow33-s2", (1, 2, 3, 66), (1, 2), stride=2),
     case("odd-97x101", (1, 2, 97, 101), 3, stride=(2, 3), padding=1),
     case("many-planes", (4, 17, 9, 8), 3, padding=1),
 ]
