@@ -25,6 +25,18 @@ FNN_DEFINE_GEMM(float, f32, scipy_cblas_sgemm)
 FNN_DEFINE_GEMM(double, f64, scipy_cblas_dgemm)
 #undef FNN_DEFINE_GEMM
 
+/* y = A @ x + y, A row-major (m, n): the row sums of A when x is ones. */
+#define FNN_DEFINE_GEMV(T, SFX, CBLAS_GEMV)                                                   \
+    static inline void fnn_gemv_add_##SFX(int64_t m, int64_t n, const T *a, int64_t lda,     \
+                                          const T *x, T *y) {                                 \
+        assert(m <= INT32_MAX && n <= INT32_MAX && lda <= INT32_MAX);                         \
+        CBLAS_GEMV(CblasRowMajor, CblasNoTrans, (blasint)m, (blasint)n, 1, a, (blasint)lda, x, \
+                   1, 1, y, 1);                                                               \
+    }
+FNN_DEFINE_GEMV(float, f32, scipy_cblas_sgemv)
+FNN_DEFINE_GEMV(double, f64, scipy_cblas_dgemv)
+#undef FNN_DEFINE_GEMV
+
 static inline void fnn_blas_set_num_threads(int n) { scipy_openblas_set_num_threads(n); }
 static inline const char *fnn_blas_get_config(void) { return scipy_openblas_get_config(); }
 
