@@ -312,12 +312,12 @@ static SFX(conv_dims) SFX(conv_dims_of)(const fnn_conv_shape *s) {
     return d;
 }
 
-/* One workspace for each of `threads`; NULL (reported as FNN_ENOMEM) when the
- * size overflows. */
-static T *SFX(alloc_workspace)(const SFX(conv_dims) *d, int nt) {
-    size_t threads = (size_t)nt, per = (size_t)d->ws_per_thread;
-    if (per > SIZE_MAX / sizeof(T) / threads) return NULL;
-    return (T *)malloc(per ? threads * per * sizeof(T) : 1);
+/* One workspace for each of `threads`, then `extra` values shared; NULL
+ * (reported as FNN_ENOMEM) when the size overflows. */
+static T *SFX(alloc_workspace)(const SFX(conv_dims) *d, int nt, int64_t extra) {
+    size_t threads = (size_t)nt, per = (size_t)d->ws_per_thread, most = SIZE_MAX / sizeof(T);
+    if (per > most / threads || (size_t)extra > most - threads * per) return NULL;
+    return (T *)fnn_workspace_alloc((threads * per + (size_t)extra) * sizeof(T));
 }
 
 /* Rows [m, m + rows) of a (N, channels, L) tensor over the positions [q0, q1):
@@ -419,7 +419,7 @@ int SFX(fnn_conv2d_forward)(const fnn_conv_shape *s, const T *x, const T *w, con
     const SFX(conv_dims) d = SFX(conv_dims_of)(s);
     const int64_t chunks = plan_chunks(d.b.blocks, s->out_channels, FNN_MIN_CHUNK_ROWS);
     const int nt = fnn_get_num_threads(); /* once: it sizes the workspace */
-    T *ws = SFX(alloc_workspace)(&d, nt);
+    T *ws = SFX(alloc_workspace)(&d, nt, 0);
     if (!ws) return FNN_ENOMEM;
 
 #pragma omp parallel num_threads(nt)
@@ -435,7 +435,7 @@ int SFX(fnn_conv2d_forward)(const fnn_conv_shape *s, const T *x, const T *w, con
                                   &cached);
         }
     }
-    free(ws);
+    fnn_workspace_free(ws);
     return FNN_OK;
 }
 
@@ -551,19 +551,14 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
     const int64_t w_chunks = plan_chunks(parts, M, FNN_MIN_CHUNK_ROWS);
     const int64_t x_chunks = plan_chunks(nb, C, fnn_ceil_div(FNN_MIN_CHUNK_ROWS, d.kk));
     const int nt = fnn_get_num_threads(); /* once: it sizes the workspace */
-    T *ws = SFX(alloc_workspace)(&d, nt);
-    T *partial = parts > 1 && part_size ? (T *)malloc((size_t)((parts - 1) * part_size) * sizeof(T))
-                                        : NULL;
-    /* db of a block as OpenBLAS's GEMV of dy's rows against ones: 4.8% of a 1->32
-     * 3x3 forward+backward, where a sum of our own (this file is built for the
-     * baseline instruction set) took 6.9% */
-    T *ones = db ? (T *)malloc((size_t)fnn_max64(1, d.P) * sizeof(T)) : NULL;
-    if (!ws || (parts > 1 && part_size && !partial) || (db && !ones)) {
-        free(ws);
-        free(partial);
-        free(ones);
-        return FNN_ENOMEM;
-    }
+    /* after the threads' workspaces: the parts' buffers, then (for db of a
+     * block as OpenBLAS's GEMV of dy's rows against ones: 4.8% of a 1->32 3x3
+     * forward+backward, where a sum of our own, this file being built for the
+     * baseline instruction set, took 6.9%) a row of ones */
+    const int64_t partial_size = (parts - 1) * part_size;
+    T *ws = SFX(alloc_workspace)(&d, nt, partial_size + (db ? d.P : 0));
+    if (!ws) return FNN_ENOMEM;
+    T *partial = ws + nt * d.ws_per_thread, *ones = partial + partial_size;
     for (int64_t p = 0; db && p < d.P; p++) ones[p] = 1;
 
 #pragma omp parallel num_threads(nt)
@@ -619,9 +614,7 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
             }
         }
     }
-    free(ws);
-    free(partial);
-    free(ones);
+    fnn_workspace_free(ws);
     return FNN_OK;
 }
 

@@ -45,6 +45,11 @@ int fnn_conv_algorithm(void);
 int64_t fnn_cache_bytes(int level);
 const char *fnn_compiler(void);
 const char *fnn_blas_config(void);
+/* Large scratch buffers of a kernel call (uninitialized; NULL when out of
+ * memory or when `bytes` overflows). Released with fnn_workspace_free, the
+ * largest one stays for the next call. */
+void *fnn_workspace_alloc(size_t bytes);
+void fnn_workspace_free(void *p);
 
 /* im2col.c: the per-block kernels, one implementation per instruction set,
  * chosen once by fnn_init (FASTNN_SIMD=portable|avx2 forces one). All work on

@@ -293,16 +293,15 @@ int FNN_T(fnn_winograd_forward)(const fnn_conv_shape *s, const T *x, const T *w,
     const int64_t per = (shared ? 0 : v_size) + m_size + FNN_WINO_SCRATCH(p.tw, p.tiles) +
                         256 / (int64_t)sizeof(T);
     const int nt = fnn_get_num_threads(); /* once: it sizes the workspace */
-    if ((size_t)per > SIZE_MAX / sizeof(T) / (size_t)(nt + 1) ||
-        (size_t)(M * C) > SIZE_MAX / sizeof(T) / 16)
+    /* one workspace: the transformed weight U, then the threads' parts (and V) */
+    const size_t most = SIZE_MAX / sizeof(T) / (size_t)(nt + 2); /* for each of 16MC, V */
+    if ((size_t)per > most || (size_t)(M * C) > most / 16 || (size_t)v_size > most)
         return FNN_ENOMEM;
-    T *U = malloc((size_t)(16 * M * C) * sizeof(T));
-    T *ws = malloc(((size_t)nt * (size_t)per + (size_t)(shared ? v_size : 0)) * sizeof(T));
-    if (!U || !ws) {
-        free(U);
-        free(ws);
-        return FNN_ENOMEM;
-    }
+    T *U = fnn_workspace_alloc(
+        ((size_t)(16 * M * C) + (size_t)nt * (size_t)per + (size_t)(shared ? v_size : 0)) *
+        sizeof(T));
+    if (!U) return FNN_ENOMEM;
+    T *ws = U + 16 * M * C;
 
 #pragma omp parallel num_threads(nt)
     {
@@ -337,8 +336,7 @@ int FNN_T(fnn_winograd_forward)(const fnn_conv_shape *s, const T *x, const T *w,
                                      p.tw, m0, m1, y, scratch);
         }
     }
-    free(U);
-    free(ws);
+    fnn_workspace_free(U);
     return FNN_OK;
 }
 

@@ -271,15 +271,17 @@ def test_forced_simd_path_matches_reference(ref, rng, dtype, tmp_path, simd):
 
 
 def test_concurrent_calls_from_python_threads(rng, dtype):
-    """The kernels release the GIL and keep no shared state: calls from several Python
-    threads at once give the results of the same calls made one after another."""
+    """The kernels release the GIL and share no state but the workspace cache, which calls
+    exchange atomically: calls from several Python threads at once, of different sizes (the
+    last two on the Winograd path, with the largest workspaces), give the results of the same
+    calls made one after another."""
     from concurrent.futures import ThreadPoolExecutor
 
     problems = []
-    for i in range(6):
-        x = rng.standard_normal((2, 8, 20 + i, 17)).astype(dtype)
-        w = rng.standard_normal((12, 8, 3, 3)).astype(dtype)
-        g = rng.standard_normal((2, 12, 20 + i, 17)).astype(dtype)
+    for i, (c, m) in enumerate([(8, 12)] * 6 + [(32, 32), (48, 40)]):
+        x = rng.standard_normal((2, c, 20 + i, 17)).astype(dtype)
+        w = rng.standard_normal((m, c, 3, 3)).astype(dtype)
+        g = rng.standard_normal((2, m, 20 + i, 17)).astype(dtype)
         problems.append((x, w, None, g))
     options = dict(padding=1)
     expected = [_run(*p, options) for p in problems]
