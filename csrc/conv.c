@@ -548,11 +548,6 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
     const SFX(conv_dims) d = SFX(conv_dims_of)(s);
     const int64_t nb = d.b.blocks, M = s->out_channels, C = s->in_channels;
     const int64_t w_size = dw ? M * d.Kg : 0, part_size = w_size + (db ? M : 0);
-    /* parameter gradients: a fixed number of parts of the blocks, each summed
-     * into its own buffer (part 0 into dw and db themselves) */
-    const int64_t part_bytes = fnn_max64(1, part_size * (int64_t)sizeof(T));
-    const int64_t parts =
-        fnn_max64(1, fnn_min64(fnn_min64(nb, FNN_DW_PARTS), FNN_DW_PARTS_BYTES / part_bytes));
     /* The items of a part split dw's rows (output channels) or, when it has more
      * columns than rows (3x3 kernels and larger, one group, the GEMM path), its
      * columns by input channel: OpenBLAS packs the columns operand (Kg x block)
@@ -560,6 +555,16 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
      * 512->512 7x7 forward+backward at batch 16; 1.05-1.07x less CPU time split
      * by channels). Like the parts, the split depends on the shape only. */
     const int by_channels = dw && d.G == 1 && !d.direct && !d.taps_backward && d.Kg > M;
+    /* parameter gradients: a fixed number of parts of the blocks, each summed
+     * into its own buffer (part 0 into dw and db themselves); one part when
+     * the columns are split and dw outweighs dy (deep layers on small images),
+     * whose zeroed and then added buffers cost more than the chunks' rereading
+     * of dy (10% of a 3x3 512->512 7x7 forward+backward at batch 1 in memset) */
+    const int64_t part_bytes = fnn_max64(1, part_size * (int64_t)sizeof(T));
+    const int64_t parts =
+        by_channels && part_size > M * d.L * s->batch
+            ? 1
+            : fnn_max64(1, fnn_min64(fnn_min64(nb, FNN_DW_PARTS), FNN_DW_PARTS_BYTES / part_bytes));
     const int64_t w_chunks = by_channels
                                  ? plan_chunks(parts, C, fnn_ceil_div(FNN_MIN_CHUNK_ROWS, d.kk))
                                  : plan_chunks(parts, M, FNN_MIN_CHUNK_ROWS);
