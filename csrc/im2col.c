@@ -85,7 +85,8 @@ FNN_DEFINE_BATCH(double, f64)
  * lanes of two vectors of dst (odd lanes neither read nor written), the row's
  * tail in one masked step. GCC's own loop for the short rows of a convolution
  * (28-112 values) ran 1.1-1.7x slower, most of it in a scalar tail; for
- * float64 (8 lanes) and for the gather of im2col it was as fast. Masked loads
+ * float64 (8 lanes) and for the gather of im2col a masked version was no
+ * faster (0.75-1.0x), so those stay GCC's. Masked loads
  * read only the elements used: a row may end the array. */
 static inline __mmask16 FNN_NAME(first_lanes)(int64_t n) {
     return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
