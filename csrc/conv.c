@@ -231,18 +231,21 @@ static fnn_conv_shape input_grad_shape(const fnn_conv_shape *s) {
 #define SFX(name) name##_f32
 #define GEMM fnn_gemm_f32
 #define GEMV_ADD fnn_gemv_add_f32
+#define GEMM_ROWS fnn_gemm_rows_f32
 #define SIMD(op) fnn_simd->op##_f32
 #include "conv.c"
 #undef T
 #undef SFX
 #undef GEMM
 #undef GEMV_ADD
+#undef GEMM_ROWS
 #undef SIMD
 
 #define T double
 #define SFX(name) name##_f64
 #define GEMM fnn_gemm_f64
 #define GEMV_ADD fnn_gemv_add_f64
+#define GEMM_ROWS fnn_gemm_rows_f64
 #define SIMD(op) fnn_simd->op##_f64
 #include "conv.c"
 
@@ -266,6 +269,15 @@ static T SFX(sum)(int64_t n, const T *src) {
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
+/* The row length of a column matrix of n positions: whole panels of
+ * fnn_gemm_rows, an odd number of them, so that its rows, which the GEMM's
+ * tiles read a panel at a time, spread over all the sets of L1 (rows a
+ * multiple of 4 KB apart would all fall in the same few). */
+static int64_t SFX(cols_ld)(int64_t n) {
+    const int64_t nr = SFX(fnn_packed_nr)();
+    return (fnn_ceil_div(n, nr) | 1) * nr;
+}
+
 /* The sizes every kernel below needs, derived once. */
 typedef struct {
     int64_t G, Cg, Mg, Kg, kk, L, HW;
@@ -273,6 +285,7 @@ typedef struct {
     int64_t taps_dx_rows;  /* input rows per item of the taps input gradient */
     fnn_blocking b;
     int64_t P;             /* most positions in one block */
+    int64_t ld;            /* P rounded up to whole panels of fnn_gemm_rows */
     int64_t ws_per_thread; /* a (Kg, P) column matrix and an (Mg, P) row matrix, or
                               the taps kernels' rows, whichever is larger */
 } SFX(conv_dims);
@@ -292,7 +305,8 @@ static SFX(conv_dims) SFX(conv_dims_of)(const fnn_conv_shape *s) {
     d.disjoint = is_disjoint(s);
     d.b = plan_blocks(s, d.Kg, (int64_t)sizeof(T));
     d.P = block_max_positions(&d.b);
-    d.ws_per_thread = d.direct ? 0 : (d.Kg + d.Mg) * d.P;
+    d.ld = SFX(cols_ld)(d.P);
+    d.ws_per_thread = d.direct ? 0 : d.Kg * d.ld + d.Mg * d.P;
     d.taps_backward = d.taps && d.Mg <= FNN_DIRECT_MAX_MG;
     if (d.taps) d.ws_per_thread = fnn_max64(d.ws_per_thread, FNN_TAPS_SCRATCH(s));
     if (d.taps_backward) {
@@ -317,7 +331,8 @@ static SFX(conv_dims) SFX(conv_dims_of)(const fnn_conv_shape *s) {
 static T *SFX(alloc_workspace)(const SFX(conv_dims) *d, int nt, int64_t extra) {
     size_t threads = (size_t)nt, per = (size_t)d->ws_per_thread, most = SIZE_MAX / sizeof(T);
     if (per > most / threads || (size_t)extra > most - threads * per) return NULL;
-    return (T *)fnn_workspace_alloc((threads * per + (size_t)extra) * sizeof(T));
+    return (T *)fnn_workspace_alloc((threads * per + (size_t)extra) * sizeof(T),
+                                    FNN_WORKSPACE_HUGE);
 }
 
 /* Rows [m, m + rows) of a (N, channels, L) tensor over the positions [q0, q1):
@@ -344,8 +359,9 @@ static void SFX(block_copy)(const SFX(conv_dims) *d, int64_t q0, int64_t q1, T *
 }
 
 /* The column matrix of (block, group) for the group's input channels [c0, c1),
- * or the input itself for a pointwise convolution within one image; `cached`
- * skips an im2col this thread just did. */
+ * its rows padded with zeros to whole panels for fnn_gemm_rows, or the input
+ * itself for a pointwise convolution within one image; `cached` skips an
+ * im2col this thread just did. */
 static const T *SFX(columns)(const fnn_conv_shape *s, const SFX(conv_dims) *d, const T *x,
                              int64_t blk, int64_t g, int64_t c0, int64_t c1, T *cols,
                              int64_t *cached, int64_t *ldb) {
@@ -355,13 +371,16 @@ static const T *SFX(columns)(const fnn_conv_shape *s, const SFX(conv_dims) *d, c
         T *view = SFX(block_view)(d, q0, q1, (T *)x, s->in_channels, g * d->Cg + c0, ldb);
         if (view) return view;
     }
+    const int64_t n = q1 - q0, ld = SFX(cols_ld)(n);
     if (*cached != key) {
         FOR_EACH_SEGMENT(&d->b, q0, q1, seg)
             SIMD(im2col_block)(s, x + (seg.n * s->in_channels + g * d->Cg + c0) * d->HW,
-                               c1 - c0, seg.p0, seg.p1, cols + seg.at, q1 - q0);
+                               c1 - c0, seg.p0, seg.p1, cols + seg.at, ld);
+        for (int64_t r = 0; ld > n && r < (c1 - c0) * d->kk; r++)
+            memset(cols + r * ld + n, 0, (size_t)(ld - n) * sizeof(T));
         *cached = key;
     }
-    *ldb = q1 - q0;
+    *ldb = ld;
     return cols;
 }
 
@@ -406,8 +425,15 @@ static void SFX(forward_rows)(const fnn_conv_shape *s, const SFX(conv_dims) *d, 
         out = rows;
         ldo = q1 - q0;
     }
-    for (int64_t r = 0; bias && r < m1 - m0; r++) SFX(fill)(q1 - q0, bias[m0 + r], out + r * ldo);
-    GEMM(0, 0, m1 - m0, q1 - q0, d->Kg, 1, w + m0 * d->Kg, d->Kg, B, ldb, bias ? 1 : 0, out, ldo);
+    if (B == cols) { /* our tiles on the columns as they are: no packing */
+        GEMM_ROWS(m1 - m0, q1 - q0, d->Kg, w + m0 * d->Kg, d->Kg, B, ldb, bias ? bias + m0 : NULL,
+                  0, out, ldo);
+    } else {
+        for (int64_t r = 0; bias && r < m1 - m0; r++)
+            SFX(fill)(q1 - q0, bias[m0 + r], out + r * ldo);
+        GEMM(0, 0, m1 - m0, q1 - q0, d->Kg, 1, w + m0 * d->Kg, d->Kg, B, ldb, bias ? 1 : 0, out,
+             ldo);
+    }
     if (out == rows) SFX(block_copy)(d, q0, q1, y, s->out_channels, m0, m1 - m0, rows, 0);
 }
 
@@ -426,7 +452,7 @@ int SFX(fnn_conv2d_forward)(const fnn_conv_shape *s, const T *x, const T *w, con
 
 #pragma omp parallel num_threads(nt)
     {
-        T *cols = ws + omp_get_thread_num() * d.ws_per_thread, *rows = cols + d.Kg * d.P;
+        T *cols = ws + omp_get_thread_num() * d.ws_per_thread, *rows = cols + d.Kg * d.ld;
         int64_t cached = -1;
 #pragma omp for schedule(static)
         for (int64_t it = 0; it < d.b.blocks * chunks; it++) {
@@ -582,7 +608,7 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
 
 #pragma omp parallel num_threads(nt)
     {
-        T *cols = ws + omp_get_thread_num() * d.ws_per_thread, *rows = cols + d.Kg * d.P;
+        T *cols = ws + omp_get_thread_num() * d.ws_per_thread, *rows = cols + d.Kg * d.ld;
         int64_t cached = -1;
         if (part_size) {
 #pragma omp for schedule(static)

@@ -46,9 +46,11 @@ int64_t fnn_cache_bytes(int level);
 const char *fnn_compiler(void);
 const char *fnn_blas_config(void);
 /* Large scratch buffers of a kernel call (uninitialized; NULL when out of
- * memory or when `bytes` overflows). Released with fnn_workspace_free, the
- * largest one stays for the next call. */
-void *fnn_workspace_alloc(size_t bytes);
+ * memory or when `bytes` overflows), on small pages or (FNN_WORKSPACE_HUGE)
+ * transparent huge pages. Released with fnn_workspace_free, the largest one
+ * of each kind stays for the next call. */
+enum { FNN_WORKSPACE_SMALL, FNN_WORKSPACE_HUGE };
+void *fnn_workspace_alloc(size_t bytes, int kind);
 void fnn_workspace_free(void *p);
 
 /* im2col.c: the per-block kernels, one implementation per instruction set,
@@ -218,14 +220,22 @@ int fnn_gemm_batch_f64(int64_t batch, int64_t m, int64_t n, int64_t k, const dou
  *   caller's panels do not stay in L2 from call to call: fetch them ahead). Single-threaded,
  *   re-entrant, allocates nothing: one thread per column range. Element (i, j) does not
  *   depend on n0, n1, m or the prefetch, so ranges split over threads give the bits of
- *   one call. */
+ *   one call.
+ * - fnn_gemm_rows: the same for all n columns of a row-major B = b (ldb) read in place,
+ *   with no packing (the caller lays it out as the tiles read it: im2col's columns),
+ *   without FNN_PACKED_ACCUMULATE starting row i's sums from bias[i] (bias NULL: 0);
+ *   each row of b must be readable up to round_up(n, fnn_packed_nr) values, what lies
+ *   past n affecting only columns that are not stored. */
 enum { FNN_PACKED_ACCUMULATE = 1, FNN_PACKED_PREFETCH = 2 };
 #define FNN_DECLARE_PACKED(T, SFX)                                                             \
     int64_t fnn_packed_nr_##SFX(void);                                                         \
     int64_t fnn_packed_size_##SFX(int64_t k, int64_t n);                                       \
     void fnn_pack_b_##SFX(int64_t k, int64_t n, const T *b, int64_t ldb, int trans_b, T *bp);  \
     void fnn_gemm_packed_##SFX(int64_t m, int64_t n0, int64_t n1, int64_t k, const T *a,       \
-                               int64_t lda, const T *bp, int flags, T *c, int64_t ldc);
+                               int64_t lda, const T *bp, int flags, T *c, int64_t ldc);        \
+    void fnn_gemm_rows_##SFX(int64_t m, int64_t n, int64_t k, const T *a, int64_t lda,         \
+                             const T *b, int64_t ldb, const T *bias, int flags, T *c,           \
+                             int64_t ldc);
 FNN_DECLARE_PACKED(float, f32)
 FNN_DECLARE_PACKED(double, f64)
 

@@ -33,7 +33,10 @@
     int64_t (*nr_##SFX)(void);                                                                \
     void (*pack_b_##SFX)(int64_t k, int64_t n, const T *b, int64_t ldb, int trans_b, T *bp); \
     void (*gemm_##SFX)(int64_t m, int64_t n0, int64_t n1, int64_t k, const T *a,            \
-                       int64_t lda, const T *bp, int flags, T *c, int64_t ldc);
+                       int64_t lda, const T *bp, int flags, T *c, int64_t ldc);               \
+    void (*gemm_rows_##SFX)(int64_t m, int64_t n, int64_t k, const T *a, int64_t lda,       \
+                            const T *b, int64_t ldb, const T *bias, int flags, T *c,         \
+                            int64_t ldc);
 typedef struct {
     FNN_PACKED_OPS(float, f32)
     FNN_PACKED_OPS(double, f64)
@@ -61,7 +64,8 @@ typedef struct {
 #include "isa_builds.h"
 
 #define FNN_PACKED_OPS_OF(isa, sfx) \
-    gemm_packed_nr_##isa##_##sfx, pack_b_##isa##_##sfx, gemm_packed_##isa##_##sfx
+    gemm_packed_nr_##isa##_##sfx, pack_b_##isa##_##sfx, gemm_packed_##isa##_##sfx, \
+        gemm_rows_##isa##_##sfx
 #define FNN_DEFINE_PACKED_OPS(isa)                                                            \
     static const fnn_packed_ops fnn_packed_##isa = {FNN_PACKED_OPS_OF(isa, f32),              \
                                                     FNN_PACKED_OPS_OF(isa, f64)};
@@ -88,6 +92,11 @@ static const fnn_packed_ops *fnn_packed_ops_now(void) {
     void fnn_gemm_packed_##SFX(int64_t m, int64_t n0, int64_t n1, int64_t k, const T *a,      \
                                int64_t lda, const T *bp, int flags, T *c, int64_t ldc) {       \
         fnn_packed_ops_now()->gemm_##SFX(m, n0, n1, k, a, lda, bp, flags, c, ldc);             \
+    }                                                                                          \
+    void fnn_gemm_rows_##SFX(int64_t m, int64_t n, int64_t k, const T *a, int64_t lda,        \
+                             const T *b, int64_t ldb, const T *bias, int flags, T *c,          \
+                             int64_t ldc) {                                                    \
+        fnn_packed_ops_now()->gemm_rows_##SFX(m, n, k, a, lda, b, ldb, bias, flags, c, ldc);   \
     }
 FNN_DEFINE_PACKED(float, f32)
 FNN_DEFINE_PACKED(double, f64)
@@ -164,24 +173,25 @@ static void FNN_NAME(pack_b)(int64_t k, int64_t n, const T *b, int64_t ldb, int 
 }
 
 /* c (rows x panels*NR) = (beta ? c : 0) + a (rows x k) @ the panels, which lie
- * panel_size apart. Inlined with constant rows and panels, so that the
- * accumulators live in registers. */
+ * panel_size apart, their rows ldp apart (NR when packed). Inlined with constant
+ * rows and panels, so that the accumulators live in registers. */
 static inline __attribute__((always_inline)) void FNN_NAME(tile)(
     const int rows, const int panels, int64_t k, const T *a, int64_t lda, const T *b,
-    int64_t panel_size, int beta, T *c, int64_t ldc) {
+    int64_t panel_size, int64_t ldp, int beta, const T *bias, T *c, int64_t ldc) {
     enum { V = FNN_PANEL_VECS, W = FNN_GROUP(1) * FNN_PANEL_VECS };
     vec_t acc[FNN_MR][W];
 #pragma GCC unroll 8
     for (int r = 0; r < rows; r++)
 #pragma GCC unroll 8
         for (int q = 0; q < panels * V; q++)
-            acc[r][q] = beta ? (vec_t) * (const vec_u *)(c + r * ldc + q * FNN_LANES)
-                             : (vec_t){0};
+            acc[r][q] = beta   ? (vec_t) * (const vec_u *)(c + r * ldc + q * FNN_LANES)
+                        : bias ? (vec_t){0} + bias[r]
+                               : (vec_t){0};
     for (int64_t p = 0; p < k; p++) {
         vec_t bv[W];
 #pragma GCC unroll 8
         for (int q = 0; q < panels * V; q++)
-            bv[q] = *(const vec_u *)(b + (q / V) * panel_size + p * FNN_NR + (q % V) * FNN_LANES);
+            bv[q] = *(const vec_u *)(b + (q / V) * panel_size + p * ldp + (q % V) * FNN_LANES);
 #pragma GCC unroll 8
         for (int r = 0; r < rows; r++) {
             T ar = a[r * lda + p];
@@ -198,14 +208,15 @@ static inline __attribute__((always_inline)) void FNN_NAME(tile)(
 
 /* tile() for a run-time row count; panels is 1 or FNN_GROUP(rows). */
 static void FNN_NAME(tile_rows)(int rows, int panels, int64_t k, const T *a, int64_t lda,
-                                const T *b, int64_t panel_size, int beta, T *c, int64_t ldc) {
+                                const T *b, int64_t panel_size, int64_t ldp, int beta,
+                                const T *bias, T *c, int64_t ldc) {
     assert(rows >= 1 && rows <= FNN_MR && (panels == 1 || panels == FNN_GROUP(rows)));
 #define FNN_TILE_CASE(R)                                                                      \
     case R:                                                                                   \
         if (panels == 1)                                                                      \
-            FNN_NAME(tile)(R, 1, k, a, lda, b, panel_size, beta, c, ldc);                     \
+            FNN_NAME(tile)(R, 1, k, a, lda, b, panel_size, ldp, beta, bias, c, ldc);          \
         else                                                                                  \
-            FNN_NAME(tile)(R, FNN_GROUP(R), k, a, lda, b, panel_size, beta, c, ldc);          \
+            FNN_NAME(tile)(R, FNN_GROUP(R), k, a, lda, b, panel_size, ldp, beta, bias, c, ldc); \
         break;
     switch (rows) {
         FNN_TILE_CASE(1)
@@ -231,14 +242,14 @@ static void FNN_NAME(tile_rows)(int rows, int panels, int64_t k, const T *a, int
  * once, over all of k (they read each panel once). A tile's accumulators go
  * through C between blocks, which leaves every element's chain unchanged. */
 static void FNN_NAME(panel_group)(int64_t m, int panels, int64_t k, const T *a, int64_t lda,
-                                  const T *b, int64_t panel_size, const T *b_end, int beta,
-                                  T *c, int64_t ldc) {
+                                  const T *b, int64_t panel_size, int64_t ldp, const T *b_end,
+                                  int beta, const T *bias, T *c, int64_t ldc) {
     const int64_t kc = FNN_MAX(FNN_KC_BYTES / (FNN_NR * (int64_t)sizeof(T)), 16);
     const int64_t full = m - m % FNN_MR, tiles = full / FNN_MR;
     for (int q = 0; q < panels; q++)
         for (int64_t p0 = 0; p0 < k; p0 += kc) {
             const int64_t kk = k - p0 < kc ? k - p0 : kc;
-            const T *block = b + q * panel_size + p0 * FNN_NR;
+            const T *block = b + q * panel_size + p0 * ldp;
             /* With b_end, the next block (it follows this one in memory) goes
              * to L2 while the row tiles run, a share before each. */
             const char *next = (const char *)(block + kk * FNN_NR);
@@ -247,50 +258,72 @@ static void FNN_NAME(panel_group)(int64_t m, int panels, int64_t k, const T *a, 
             for (int64_t i = 0, t = 0; i < full; i += FNN_MR, t++) {
                 for (int64_t off = t * share; off < FNN_MIN((t + 1) * share, ahead); off += 64)
                     __builtin_prefetch(next + off, 0, 2);
-                FNN_NAME(tile_rows)(FNN_MR, 1, kk, a + i * lda + p0, lda, block, panel_size,
-                                    beta || p0 > 0, c + i * ldc + q * FNN_NR, ldc);
+                FNN_NAME(tile_rows)(FNN_MR, 1, kk, a + i * lda + p0, lda, block, panel_size, ldp,
+                                    beta || p0 > 0, bias ? bias + i : NULL,
+                                    c + i * ldc + q * FNN_NR, ldc);
             }
         }
     if (full < m)
-        FNN_NAME(tile_rows)((int)(m - full), panels, k, a + full * lda, lda, b, panel_size, beta,
-                            c + full * ldc, ldc);
+        FNN_NAME(tile_rows)((int)(m - full), panels, k, a + full * lda, lda, b, panel_size, ldp,
+                            beta, bias ? bias + full : NULL, c + full * ldc, ldc);
 }
 
 /* The last panel when only its first `cols` columns are wanted: the same tiles
  * through a copy, so that the arithmetic (and the bits) are the full panel's. */
 static void FNN_NAME(edge_panel)(int64_t m, int64_t cols, int64_t k, const T *a, int64_t lda,
-                                 const T *b, int beta, T *c, int64_t ldc) {
+                                 const T *b, int64_t ldp, int beta, const T *bias, T *c,
+                                 int64_t ldc) {
     T buf[FNN_MR * FNN_NR] = {0};
     for (int64_t i = 0; i < m; i += FNN_MR) {
         int rows = m - i < FNN_MR ? (int)(m - i) : FNN_MR;
         if (beta)
             for (int r = 0; r < rows; r++)
                 memcpy(buf + r * FNN_NR, c + (i + r) * ldc, (size_t)cols * sizeof(T));
-        FNN_NAME(tile_rows)(rows, 1, k, a + i * lda, lda, b, 0, beta, buf, FNN_NR);
+        FNN_NAME(tile_rows)(rows, 1, k, a + i * lda, lda, b, 0, ldp, beta, bias ? bias + i : NULL,
+                            buf, FNN_NR);
         for (int r = 0; r < rows; r++)
             memcpy(c + (i + r) * ldc, buf + r * FNN_NR, (size_t)cols * sizeof(T));
     }
+}
+
+/* Columns [n0, n1) of c (+)= a @ B, B's panels panel_size apart and their rows
+ * ldp apart, from b (panel n0 / NR); b_end: see FNN_PACKED_PREFETCH. */
+static void FNN_NAME(gemm_panels)(int64_t m, int64_t n0, int64_t n1, int64_t k, const T *a,
+                                  int64_t lda, const T *b, int64_t panel_size, int64_t ldp,
+                                  const T *b_end, int beta, const T *bias, T *c, int64_t ldc) {
+    const int64_t full_end = n1 - (n1 - n0) % FNN_NR;
+    const int tail_rows = (int)(m % FNN_MR);
+    const int group = tail_rows ? FNN_GROUP(tail_rows) : 1;
+    int64_t j = n0;
+    for (; j + group * FNN_NR <= full_end; j += group * FNN_NR, b += group * panel_size)
+        FNN_NAME(panel_group)(m, group, k, a, lda, b, panel_size, ldp, b_end, beta, bias, c + j,
+                              ldc);
+    for (; j < full_end; j += FNN_NR, b += panel_size)
+        FNN_NAME(panel_group)(m, 1, k, a, lda, b, panel_size, ldp, b_end, beta, bias, c + j, ldc);
+    if (j < n1) FNN_NAME(edge_panel)(m, n1 - j, k, a, lda, b, ldp, beta, bias, c + j, ldc);
 }
 
 static void FNN_NAME(gemm_packed)(int64_t m, int64_t n0, int64_t n1, int64_t k, const T *a,
                                   int64_t lda, const T *bp, int flags, T *c, int64_t ldc) {
     assert(n0 % FNN_NR == 0 && n0 <= n1);
     const int64_t panel_size = k * FNN_NR, full_end = n1 - (n1 - n0) % FNN_NR;
-    const int tail_rows = (int)(m % FNN_MR);
-    const int group = tail_rows ? FNN_GROUP(tail_rows) : 1;
-    const int beta = (flags & FNN_PACKED_ACCUMULATE) != 0;
-    const T *b = bp + n0 / FNN_NR * panel_size;
     /* Panels that do not stay in L2 come from L3, whose latency the hardware
      * prefetcher does not hide at the start of each block: prefetching took
      * an LSTM with H = 512 (W_hh 4 MB) 2-6% faster, but one with H = 256 (1 MB,
      * in L2) 1% slower on one thread and 7% on two, hence the caller's flag. */
     const T *b_end = flags & FNN_PACKED_PREFETCH ? bp + full_end / FNN_NR * panel_size : NULL;
-    int64_t j = n0;
-    for (; j + group * FNN_NR <= full_end; j += group * FNN_NR, b += group * panel_size)
-        FNN_NAME(panel_group)(m, group, k, a, lda, b, panel_size, b_end, beta, c + j, ldc);
-    for (; j < full_end; j += FNN_NR, b += panel_size)
-        FNN_NAME(panel_group)(m, 1, k, a, lda, b, panel_size, b_end, beta, c + j, ldc);
-    if (j < n1) FNN_NAME(edge_panel)(m, n1 - j, k, a, lda, b, beta, c + j, ldc);
+    FNN_NAME(gemm_panels)(m, n0, n1, k, a, lda, bp + n0 / FNN_NR * panel_size, panel_size,
+                          FNN_NR, b_end, (flags & FNN_PACKED_ACCUMULATE) != 0, NULL, c, ldc);
+}
+
+/* The same tiles on B read in place, row-major: its panels are NR columns of
+ * its rows, the rows' KC-blocks staying in L1 across the row tiles as a packed
+ * panel's do. */
+static void FNN_NAME(gemm_rows)(int64_t m, int64_t n, int64_t k, const T *a, int64_t lda,
+                                const T *b, int64_t ldb, const T *bias, int flags, T *c,
+                                int64_t ldc) {
+    FNN_NAME(gemm_panels)(m, 0, n, k, a, lda, b, FNN_NR, ldb, NULL,
+                          (flags & FNN_PACKED_ACCUMULATE) != 0, bias, c, ldc);
 }
 
 #undef FNN_LANES

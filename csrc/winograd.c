@@ -299,7 +299,8 @@ int FNN_T(fnn_winograd_forward)(const fnn_conv_shape *s, const T *x, const T *w,
         return FNN_ENOMEM;
     T *U = fnn_workspace_alloc(
         ((size_t)(16 * M * C) + (size_t)nt * (size_t)per + (size_t)(shared ? v_size : 0)) *
-        sizeof(T));
+            sizeof(T),
+        FNN_WORKSPACE_SMALL);
     if (!U) return FNN_ENOMEM;
     T *ws = U + 16 * M * C;
 

@@ -2,7 +2,8 @@
 the `_kernels.gemm_packed` hook, against NumPy: sizes around the register tile (MR is at
 most 6 on every path, NR is `packed_nr`) and odd ones, both layouts of B, beta 0 and 1,
 column ranges, strided rows, and the bits of a full call against column ranges and single
-rows. The whole file also runs under the forced portable and AVX2 paths (FASTNN_SIMD), in a
+rows; and its tiles on a row-major B read in place (`_kernels.gemm_rows`, convolution's
+forward), with a bias. The whole file also runs under the forced portable and AVX2 paths (FASTNN_SIMD), in a
 subprocess."""
 from __future__ import annotations
 
@@ -171,6 +172,36 @@ def test_hook_rejects_bad_ranges_and_shapes(dtype):
         _kernels.gemm_packed(a, b, False, 0, nr, False, c, steps=0)
     with pytest.raises(ValueError, match="typecode"):
         _kernels.packed_nr("i")
+
+
+@pytest.mark.parametrize("k", [1, 3, 97, 1100])
+@pytest.mark.parametrize("m", [1, 4, MAX_MR + 1, 13])
+def test_rows_in_place_give_the_packed_bits(rng, dtype, m, k):
+    """gemm_rows runs the packed tiles on B as it lies: every element is the same chain,
+    so the same bits as gemm_packed, with beta 0 and 1, and NumPy's numbers."""
+    nr = _nr(dtype)
+    for n in (nr - 1, nr, 2 * nr + 1, 5 * nr + 7):
+        a, b = _operands(rng, m, n, k, dtype, 0, pad=3)
+        for beta in (0, 1):
+            c0 = rng.standard_normal((m, n)) if beta else np.full((m, n), np.nan)
+            packed = _run(a, b, 0, 0, n, beta, c0.astype(dtype))
+            rows = c0.astype(dtype)
+            _kernels.gemm_rows(a, b, bool(beta), rows)
+            np.testing.assert_array_equal(rows, packed, err_msg=f"m={m} n={n} k={k}")
+            assert_close(rows, _expected(a, b, 0, beta, c0, 0, n), dtype)
+
+
+def test_rows_in_place_start_from_the_bias(rng, dtype):
+    nr = _nr(dtype)
+    for m, n, k in [(1, nr + 1, 5), (MAX_MR + 1, 2 * nr + 3, 150), (13, 3 * nr, 1100)]:
+        a, b = _operands(rng, m, n, k, dtype, 0)
+        bias = rng.standard_normal(m).astype(dtype)
+        c = np.full((m, n), np.nan, dtype)
+        _kernels.gemm_rows(a, b, False, c, bias=bias)
+        want = a.astype(np.float64) @ b.astype(np.float64) + bias[:, None]
+        assert_close(c, want.astype(dtype), dtype, what=f"m={m} n={n} k={k}")
+    with pytest.raises(ValueError, match="bias"):
+        _kernels.gemm_rows(a, b, False, c, bias=bias[:-1])
 
 
 @pytest.mark.parametrize("simd", ["portable", "avx2"])

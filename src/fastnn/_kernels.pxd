@@ -91,6 +91,18 @@ cdef extern from "fastnn.h" nogil:
                              int64_t lda, const float *bp, int flags, float *c, int64_t ldc)
     void fnn_gemm_packed_f64(int64_t m, int64_t n0, int64_t n1, int64_t k, const double *a,
                              int64_t lda, const double *bp, int flags, double *c, int64_t ldc)
+    void fnn_gemm_rows_f32(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                           const float *b, int64_t ldb, const float *bias, int flags, float *c,
+                           int64_t ldc)
+    void fnn_gemm_rows_f64(int64_t m, int64_t n, int64_t k, const double *a, int64_t lda,
+                           const double *b, int64_t ldb, const double *bias, int flags,
+                           double *c, int64_t ldc)
+
+    void *fnn_workspace_alloc(size_t bytes, int kind)
+    void fnn_workspace_free(void *p)
+
+    enum:
+        FNN_WORKSPACE_HUGE
 
     enum:
         FNN_PACKED_ACCUMULATE
