@@ -331,8 +331,8 @@ static SFX(conv_dims) SFX(conv_dims_of)(const fnn_conv_shape *s) {
 static T *SFX(alloc_workspace)(const SFX(conv_dims) *d, int nt, int64_t extra) {
     size_t threads = (size_t)nt, per = (size_t)d->ws_per_thread, most = SIZE_MAX / sizeof(T);
     if (per > most / threads || (size_t)extra > most - threads * per) return NULL;
-    return (T *)fnn_workspace_alloc((threads * per + (size_t)extra) * sizeof(T),
-                                    FNN_WORKSPACE_HUGE);
+    return (T *)fnn_block_alloc((threads * per + (size_t)extra) * sizeof(T),
+                                    FNN_BLOCK_HUGE);
 }
 
 /* Rows [m, m + rows) of a (N, channels, L) tensor over the positions [q0, q1):
@@ -463,7 +463,7 @@ int SFX(fnn_conv2d_forward)(const fnn_conv_shape *s, const T *x, const T *w, con
                                   &cached);
         }
     }
-    fnn_workspace_free(ws);
+    fnn_block_free(ws);
     return FNN_OK;
 }
 
@@ -663,7 +663,7 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
             }
         }
     }
-    fnn_workspace_free(ws);
+    fnn_block_free(ws);
     return FNN_OK;
 }
 

@@ -45,13 +45,15 @@ int fnn_conv_algorithm(void);
 int64_t fnn_cache_bytes(int level);
 const char *fnn_compiler(void);
 const char *fnn_blas_config(void);
-/* Large scratch buffers of a kernel call (uninitialized; NULL when out of
- * memory or when `bytes` overflows), on small pages or (FNN_WORKSPACE_HUGE)
- * transparent huge pages. Released with fnn_workspace_free, the largest one
- * of each kind stays for the next call. */
-enum { FNN_WORKSPACE_SMALL, FNN_WORKSPACE_HUGE };
-void *fnn_workspace_alloc(size_t bytes, int kind);
-void fnn_workspace_free(void *p);
+/* Large blocks of memory (uninitialized; NULL when out of memory or when
+ * `bytes` overflows), on small pages or (FNN_BLOCK_HUGE) transparent huge
+ * pages: kernels' workspaces, and the Python layer's large outputs. Released
+ * with fnn_block_free, they are cached (up to 256 MB) for the next request of
+ * about their size. */
+enum { FNN_BLOCK_SMALL, FNN_BLOCK_HUGE };
+void *fnn_block_alloc(size_t bytes, int kind);
+void fnn_block_free(void *p);
+void fnn_block_release_cached(void); /* frees every cached block */
 
 /* im2col.c: the per-block kernels, one implementation per instruction set,
  * chosen once by fnn_init (FASTNN_SIMD=portable|avx2 forces one). All work on

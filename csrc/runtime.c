@@ -65,56 +65,112 @@ int fnn_get_num_threads(void) {
     int own = omp_get_max_threads(), given = atomic_load(&fnn_threads_given);
     return given > 0 && given < own ? given : own;
 }
-/* Workspaces. glibc hands freed memory above its trim threshold back to the
- * kernel, so a workspace of tens of MB was mapped again, page by page, on
- * every call: 12% of a 3x3 512->512 forward+backward on 7x7 at batch 16 went
- * to page faults (under 1% with the cache: 1.13-1.15x less CPU time). One
- * cached buffer per kind, the largest released, in a slot that calls exchange
- * atomically (whatever is in the slot belongs to the cache): concurrent calls
- * each take it or allocate their own, and no lock is held. A buffer's
- * capacity and kind sit in a header before it; over FNN_WORKSPACE_KEEP bytes
- * it is not kept.
+/* Large blocks: kernels' workspaces and (through the Python layer) their
+ * outputs. glibc hands freed memory above its trim threshold back to the
+ * kernel, so a block of tens of MB was mapped again, page by page, and zeroed
+ * by the kernel on every call:
+ * - a 3x3 512->512 forward+backward on 7x7 at batch 16: 12% of the time in
+ *   page faults of its workspace (under 1% cached: 1.13-1.15x less CPU time);
+ * - the 7x7 stride-2 stem's 51 MB output at batch 16: 14% of its forward.
+ * So released blocks are kept, up to FNN_CACHE_BLOCKS of them and
+ * FNN_CACHE_KEEP bytes in all, the oldest dropped first, and a request takes
+ * the smallest cached block of its kind that fits it without wasting more than
+ * a quarter of it (an output may be kept long). A block's capacity and kind sit
+ * in a header before it; a spin lock guards the cache for the few
+ * instructions of a lookup.
  *
- * FNN_WORKSPACE_HUGE asks for transparent huge pages: fnn_gemm_rows reads a
+ * FNN_BLOCK_HUGE asks for transparent huge pages: fnn_gemm_rows reads a
  * column matrix's rows thousands of bytes apart, one 4 KB page each, more pages
  * than the first-level TLB holds (on a 7x7 stride-2 stem, 1.26x faster on huge
- * pages). Other kernels keep small pages: on huge ones, physically contiguous,
- * Winograd's power-of-two strides fell into the same L2 sets (a 3x3 256->256
- * on 14x14 at batch 1 ran 0.69-0.75x). */
-#define FNN_WORKSPACE_HEADER ((size_t)64)
-#define FNN_WORKSPACE_KEEP ((size_t)256 << 20)
+ * pages), and NumPy puts arrays of 4 MB and more on them too. Winograd keeps
+ * small pages: on huge ones, physically contiguous, its power-of-two strides
+ * fell into the same L2 sets (a 3x3 256->256 on 14x14 at batch 1 ran
+ * 0.69-0.75x). */
+#define FNN_BLOCK_HEADER ((size_t)64)
+#define FNN_CACHE_KEEP ((size_t)256 << 20)
+#define FNN_CACHE_BLOCKS 8
 #define FNN_HUGE_PAGE ((size_t)2 << 20)
-static _Atomic(size_t *) fnn_workspace_slot[2];
+static struct {
+    atomic_flag busy;
+    size_t *block[FNN_CACHE_BLOCKS]; /* oldest first */
+    int count;
+    size_t bytes;
+} fnn_cache = {ATOMIC_FLAG_INIT, {NULL}, 0, 0};
 
-void *fnn_workspace_alloc(size_t bytes, int kind) {
-    const int huge = kind == FNN_WORKSPACE_HUGE;
-    size_t *h = atomic_exchange(&fnn_workspace_slot[huge], NULL);
-    if (h && h[0] >= bytes) return (char *)h + FNN_WORKSPACE_HEADER;
-    free(h);
-    if (bytes > SIZE_MAX - FNN_WORKSPACE_HEADER - FNN_HUGE_PAGE) return NULL;
-    size_t total = FNN_WORKSPACE_HEADER + bytes;
+static void fnn_cache_lock(void) {
+    while (atomic_flag_test_and_set_explicit(&fnn_cache.busy, memory_order_acquire)) {
+    }
+}
+static void fnn_cache_unlock(void) {
+    atomic_flag_clear_explicit(&fnn_cache.busy, memory_order_release);
+}
+
+/* Removes block i from the cache and returns it. */
+static size_t *fnn_cache_take(int i) {
+    size_t *h = fnn_cache.block[i];
+    memmove(fnn_cache.block + i, fnn_cache.block + i + 1,
+            (size_t)(fnn_cache.count - i - 1) * sizeof(size_t *));
+    fnn_cache.count--;
+    fnn_cache.bytes -= h[0];
+    return h;
+}
+
+void *fnn_block_alloc(size_t bytes, int kind) {
+    if (bytes > SIZE_MAX - FNN_BLOCK_HEADER - FNN_HUGE_PAGE) return NULL;
+    /* under half a huge page, small pages: no TLB to spare there */
+    const size_t huge = kind == FNN_BLOCK_HUGE && bytes >= FNN_HUGE_PAGE / 2;
+    const size_t total = huge ? (FNN_BLOCK_HEADER + bytes + FNN_HUGE_PAGE - 1) / FNN_HUGE_PAGE *
+                                    FNN_HUGE_PAGE
+                              : FNN_BLOCK_HEADER + bytes;
+    const size_t fresh = total - FNN_BLOCK_HEADER; /* the capacity of a new block */
+    size_t *h = NULL;
+    fnn_cache_lock();
+    int best = -1;
+    for (int i = 0; i < fnn_cache.count; i++) {
+        size_t *b = fnn_cache.block[i];
+        if (b[1] == huge && b[0] >= bytes && b[0] - fresh <= fresh / 4 &&
+            (best < 0 || b[0] < fnn_cache.block[best][0]))
+            best = i;
+    }
+    if (best >= 0) h = fnn_cache_take(best);
+    fnn_cache_unlock();
+    if (h) return (char *)h + FNN_BLOCK_HEADER;
     if (huge) {
-        total = (total + FNN_HUGE_PAGE - 1) / FNN_HUGE_PAGE * FNN_HUGE_PAGE;
         h = aligned_alloc(FNN_HUGE_PAGE, total);
         if (h) madvise(h, total, MADV_HUGEPAGE); /* advice: failure is harmless */
     } else {
         h = malloc(total);
     }
     if (!h) return NULL;
-    h[0] = total - FNN_WORKSPACE_HEADER;
-    h[1] = (size_t)huge;
-    return (char *)h + FNN_WORKSPACE_HEADER;
+    h[0] = fresh;
+    h[1] = huge;
+    return (char *)h + FNN_BLOCK_HEADER;
 }
 
-void fnn_workspace_free(void *p) {
+void fnn_block_free(void *p) {
     if (!p) return;
-    size_t *h = (size_t *)((char *)p - FNN_WORKSPACE_HEADER), *old = h;
-    if (h[0] <= FNN_WORKSPACE_KEEP) {
-        _Atomic(size_t *) *slot = &fnn_workspace_slot[h[1]];
-        old = atomic_exchange(slot, h);
-        if (old && old[0] > h[0]) old = atomic_exchange(slot, old);
+    size_t *h = (size_t *)((char *)p - FNN_BLOCK_HEADER), *drop[FNN_CACHE_BLOCKS + 1];
+    int n = 0;
+    fnn_cache_lock();
+    if (h[0] > FNN_CACHE_KEEP) {
+        drop[n++] = h;
+    } else {
+        while (fnn_cache.count == FNN_CACHE_BLOCKS || fnn_cache.bytes + h[0] > FNN_CACHE_KEEP)
+            drop[n++] = fnn_cache_take(0);
+        fnn_cache.block[fnn_cache.count++] = h;
+        fnn_cache.bytes += h[0];
     }
-    free(old);
+    fnn_cache_unlock();
+    while (n > 0) free(drop[--n]);
+}
+
+void fnn_block_release_cached(void) {
+    size_t *drop[FNN_CACHE_BLOCKS];
+    int n = 0;
+    fnn_cache_lock();
+    while (fnn_cache.count > 0) drop[n++] = fnn_cache_take(0);
+    fnn_cache_unlock();
+    while (n > 0) free(drop[--n]);
 }
 
 const char *fnn_simd_name(void) { return fnn_simd->name; }

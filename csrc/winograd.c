@@ -297,10 +297,10 @@ int FNN_T(fnn_winograd_forward)(const fnn_conv_shape *s, const T *x, const T *w,
     const size_t most = SIZE_MAX / sizeof(T) / (size_t)(nt + 2); /* for each of 16MC, V */
     if ((size_t)per > most || (size_t)(M * C) > most / 16 || (size_t)v_size > most)
         return FNN_ENOMEM;
-    T *U = fnn_workspace_alloc(
+    T *U = fnn_block_alloc(
         ((size_t)(16 * M * C) + (size_t)nt * (size_t)per + (size_t)(shared ? v_size : 0)) *
             sizeof(T),
-        FNN_WORKSPACE_SMALL);
+        FNN_BLOCK_SMALL);
     if (!U) return FNN_ENOMEM;
     T *ws = U + 16 * M * C;
 
@@ -337,7 +337,7 @@ int FNN_T(fnn_winograd_forward)(const fnn_conv_shape *s, const T *x, const T *w,
                                      p.tw, m0, m1, y, scratch);
         }
     }
-    fnn_workspace_free(U);
+    fnn_block_free(U);
     return FNN_OK;
 }
 

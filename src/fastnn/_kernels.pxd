@@ -98,11 +98,12 @@ cdef extern from "fastnn.h" nogil:
                            const double *b, int64_t ldb, const double *bias, int flags,
                            double *c, int64_t ldc)
 
-    void *fnn_workspace_alloc(size_t bytes, int kind)
-    void fnn_workspace_free(void *p)
+    void *fnn_block_alloc(size_t bytes, int kind)
+    void fnn_block_free(void *p)
+    void fnn_block_release_cached()
 
     enum:
-        FNN_WORKSPACE_HUGE
+        FNN_BLOCK_HUGE
 
     enum:
         FNN_PACKED_ACCUMULATE

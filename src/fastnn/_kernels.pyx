@@ -37,6 +37,48 @@ cdef void _need(Py_ssize_t have, int64_t want, str name) except *:
         raise ValueError(f"{name}: buffer has {have} elements, the shape needs {want}")
 
 
+cdef class Block:
+    """`nbytes` bytes from the C layer's block cache (csrc/runtime.c), returned to it
+    when the last array on them goes: a writable byte buffer, 64-byte aligned, for
+    fastnn._memory.empty. Not public API."""
+    cdef void *ptr
+    cdef Py_ssize_t nbytes
+    cdef Py_ssize_t itemsize
+
+    def __cinit__(self, Py_ssize_t nbytes):
+        if nbytes <= 0:
+            raise ValueError(f"Block: nbytes must be positive, not {nbytes}")
+        self.ptr = fnn_block_alloc(nbytes, FNN_BLOCK_HUGE)
+        if self.ptr == NULL:
+            raise MemoryError(f"fastnn: no memory for an output of {nbytes} bytes")
+        self.nbytes = nbytes
+        self.itemsize = 1
+
+    def __dealloc__(self):
+        fnn_block_free(self.ptr)
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        view.buf = self.ptr
+        view.obj = self
+        view.len = self.nbytes
+        view.readonly = 0
+        view.itemsize = 1
+        view.format = "B"
+        view.ndim = 1
+        view.shape = &self.nbytes
+        view.strides = &self.itemsize
+        view.suboffsets = NULL
+        view.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+
+def release_cached_blocks():
+    """Frees every block the cache holds (fnn_block_release_cached). Not public API."""
+    fnn_block_release_cached()
+
+
 def set_num_threads(int n):
     fnn_set_num_threads(n)
 
@@ -435,8 +477,8 @@ def gemm_rows(const floating[:, :] a, const floating[:, :] b, bint beta, floatin
     cdef const floating *bias_ptr = &bias[0] if bias is not None else NULL
     cdef int64_t ldb = (n + nr - 1) // nr * nr, p
     # from the workspace cache, as convolution's columns (its huge pages matter)
-    cdef floating *bp = <floating *>fnn_workspace_alloc(k * ldb * sizeof(floating),
-                                                               FNN_WORKSPACE_HUGE)
+    cdef floating *bp = <floating *>fnn_block_alloc(k * ldb * sizeof(floating),
+                                                               FNN_BLOCK_HUGE)
     if bp == NULL:
         raise MemoryError("gemm_rows: no memory for the copy of b")
     with nogil:
@@ -451,7 +493,7 @@ def gemm_rows(const floating[:, :] a, const floating[:, :] b, bint beta, floatin
             else:
                 fnn_gemm_rows_f64(m, n, k, &a[0, 0], lda, bp, ldb, bias_ptr, flags, &c[0, 0],
                                   ldc)
-        fnn_workspace_free(bp)
+        fnn_block_free(bp)
 
 
 # --------------------------------------------------------------------------- recurrences

@@ -12,6 +12,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from fastnn import _kernels
+from fastnn._memory import empty
 from fastnn._validate import (IntOrTuple, Padding, contiguous, float_arrays, prepare_col2im,
                               prepare_conv, prepare_conv_backward, unfold_geometry)
 
@@ -41,7 +42,7 @@ def im2col(x: np.ndarray, kernel_size: IntOrTuple, dilation: IntOrTuple = 1,
     (x,), dtype = float_arrays(input=x)
     geo = unfold_geometry(x.shape, kernel_size, dilation, padding, stride)
     rows = geo.in_channels * geo.kernel_h * geo.kernel_w
-    cols = np.empty((geo.batch, rows, geo.out_h * geo.out_w), dtype=dtype)
+    cols = empty((geo.batch, rows, geo.out_h * geo.out_w), dtype)
     _kernels.im2col(geo, _flat(x), cols.reshape(-1))
     return cols
 
@@ -63,14 +64,14 @@ def col2im(cols: np.ndarray, output_size: IntOrTuple, kernel_size: IntOrTuple,
     ndarray, shape (N, C, H, W)
     """
     cols, geo = prepare_col2im(cols, output_size, kernel_size, dilation, padding, stride)
-    x = np.empty(geo.input_shape, dtype=cols.dtype)
+    x = empty(geo.input_shape, cols.dtype)
     _kernels.col2im(geo, _flat(cols), x.reshape(-1))
     return x
 
 
 def _forward(x, weight, bias, stride, padding, dilation, groups, dims: int) -> np.ndarray:
     x, weight, bias, geo = prepare_conv(x, weight, bias, stride, padding, dilation, groups, dims)
-    y = np.empty(geo.output_shape_nd(dims), dtype=x.dtype)
+    y = empty(geo.output_shape_nd(dims), x.dtype)
     _kernels.conv2d_forward(geo, _flat(x), _flat(weight), _flat(bias), y.reshape(-1))
     return y
 
@@ -78,7 +79,7 @@ def _forward(x, weight, bias, stride, padding, dilation, groups, dims: int) -> n
 def _backward(grad_output, x, weight, stride, padding, dilation, groups, dims: int):
     grad_output, x, weight, geo = prepare_conv_backward(grad_output, x, weight, stride,
                                                         padding, dilation, groups, dims)
-    gx = np.empty(x.shape, dtype=x.dtype)
+    gx = empty(x.shape, x.dtype)
     gw = np.empty(weight.shape, dtype=x.dtype)
     gb = np.empty(geo.out_channels, dtype=x.dtype)
     _kernels.conv2d_backward(geo, _flat(grad_output), _flat(x), _flat(weight), gx.reshape(-1),

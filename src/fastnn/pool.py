@@ -16,6 +16,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from fastnn import _kernels
+from fastnn._memory import empty
 from fastnn._validate import (IntOrTuple, PoolGeometry, avg_options, contiguous,
                               indices_out_of_range,
                               prepare_adaptive, prepare_adaptive_backward, prepare_avg_backward,
@@ -42,15 +43,15 @@ def _flat(a: np.ndarray) -> np.ndarray:
 def _max_forward(kernel, x: np.ndarray, geo: PoolGeometry, dims: int, return_indices: bool
                  ) -> MaybeIndices:
     shape = geo.output_shape_nd(dims)
-    y = np.empty(shape, dtype=x.dtype)
-    idx = np.empty(shape, dtype=np.int64) if return_indices else None
+    y = empty(shape, x.dtype)
+    idx = empty(shape, np.int64) if return_indices else None
     kernel(geo, _flat(x), y.reshape(-1), None if idx is None else idx.reshape(-1))
     return (y, idx) if return_indices else y
 
 
 def _max_backward(grad_output, indices, input_shape, dims: int) -> np.ndarray:
     dy, idx, geo = prepare_max_backward(grad_output, indices, input_shape, dims)
-    dx = np.empty(geo.input_shape_nd(dims), dtype=dy.dtype)  # the kernel zeroes each plane
+    dx = empty(geo.input_shape_nd(dims), dy.dtype)  # the kernel zeroes each plane
     if not _kernels.max_pool2d_backward(geo, _flat(dy), _flat(idx), dx.reshape(-1)):
         raise indices_out_of_range(geo)
     return dx
@@ -132,7 +133,7 @@ def _avg(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_
          dims: int) -> np.ndarray:
     x, geo = prepare_pool(x, kernel_size, stride, padding, 1, ceil_mode, dims)
     cip, divisor = avg_options(count_include_pad, divisor_override)
-    y = np.empty(geo.output_shape_nd(dims), dtype=x.dtype)
+    y = empty(geo.output_shape_nd(dims), x.dtype)
     _kernels.avg_pool2d_forward(geo, _flat(x), y.reshape(-1), cip, divisor)
     return y
 
@@ -142,7 +143,7 @@ def _avg_backward(grad_output, input_shape, kernel_size, stride, padding, ceil_m
     dy, geo = prepare_avg_backward(grad_output, input_shape, kernel_size, stride, padding,
                                    ceil_mode, dims)
     cip, divisor = avg_options(count_include_pad, divisor_override)
-    dx = np.empty(geo.input_shape_nd(dims), dtype=dy.dtype)  # the kernel zeroes each plane
+    dx = empty(geo.input_shape_nd(dims), dy.dtype)  # the kernel zeroes each plane
     _kernels.avg_pool2d_backward(geo, _flat(dy), dx.reshape(-1), cip, divisor)
     return dx
 
@@ -223,7 +224,7 @@ def avg_pool1d_backward(grad_output: np.ndarray, input_shape: Sequence[int],
 
 def _adaptive_avg(x, output_size, dims: int) -> np.ndarray:
     x, geo = prepare_adaptive(x, output_size, dims)
-    y = np.empty(geo.output_shape_nd(dims), dtype=x.dtype)
+    y = empty(geo.output_shape_nd(dims), x.dtype)
     _kernels.adaptive_avg_pool2d_forward(geo, _flat(x), y.reshape(-1))
     return y
 
@@ -240,7 +241,7 @@ def _adaptive_max(x, output_size, return_indices, dims: int) -> MaybeIndices:
 
 def _adaptive_avg_backward(grad_output, input_shape, dims: int) -> np.ndarray:
     dy, geo = prepare_adaptive_backward(grad_output, input_shape, dims)
-    dx = np.empty(geo.input_shape_nd(dims), dtype=dy.dtype)  # the kernel zeroes each plane
+    dx = empty(geo.input_shape_nd(dims), dy.dtype)  # the kernel zeroes each plane
     _kernels.adaptive_avg_pool2d_backward(geo, _flat(dy), dx.reshape(-1))
     return dx
 
@@ -347,7 +348,7 @@ def spatial_pyramid_pool(x: np.ndarray, levels: Sequence[int] = (1, 2, 4),
     """
     x, levels, mode = prepare_spp(x, levels, mode)
     geo, out_hw = _pyramid(x, levels)
-    y = np.empty((geo.batch, geo.channels * sum(l * l for l in levels)), dtype=x.dtype)
+    y = empty((geo.batch, geo.channels * sum(l * l for l in levels)), x.dtype)
     _kernels.pyramid_pool_forward(geo, out_hw, mode == "max", _flat(x), y.reshape(-1), None)
     return y
 
@@ -374,8 +375,8 @@ def spatial_pyramid_pool_backward(grad_output: np.ndarray, x: np.ndarray,
     x, dy = _flat(x), _flat(dy)
     idx = None
     if mode == "max":
-        idx = np.empty(dy.shape, dtype=np.int64)
-        _kernels.pyramid_pool_forward(geo, out_hw, True, x, np.empty_like(dy), idx)
-    dx = np.empty(geo.input_shape, dtype=dy.dtype)  # the kernel zeroes each plane
+        idx = empty(dy.shape, np.int64)
+        _kernels.pyramid_pool_forward(geo, out_hw, True, x, empty(dy.shape, dy.dtype), idx)
+    dx = empty(geo.input_shape, dy.dtype)  # the kernel zeroes each plane
     _kernels.pyramid_pool_backward(geo, out_hw, mode == "max", dy, idx, dx.reshape(-1))
     return dx

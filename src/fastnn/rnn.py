@@ -17,6 +17,7 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 
 from fastnn import _kernels
+from fastnn._memory import empty
 from fastnn._validate import (RNN_GATES, as_bool, check_rnn_sizes, contiguous, nonlinearity_mode,
                               prepare_cell, prepare_rnn_sequence, rnn_upstream, state_pair)
 
@@ -130,12 +131,12 @@ def rnn_sequence(mode: str, x: Array, h0: Array, c0: Optional[Array], w_ih: Arra
                                          for a in (x, h0, c0, w_ih, w_hh, b_ih, b_hh))
     lstm = c0 is not None
     dtype = x.dtype
-    y = np.empty((steps, batch, hidden), dtype)
-    h_n = np.empty((batch, hidden), dtype)
-    c_n = np.empty((batch, hidden), dtype) if lstm else None
-    gates = np.empty((steps, batch, _gate_width(geo)), dtype) if training else None
-    hs = np.empty((steps + 1, batch, hidden), dtype) if training else None
-    cs = np.empty((steps + 1, batch, hidden), dtype) if training and lstm else None
+    y = empty((steps, batch, hidden), dtype)
+    h_n = empty((batch, hidden), dtype)
+    c_n = empty((batch, hidden), dtype) if lstm else None
+    gates = empty((steps, batch, _gate_width(geo)), dtype) if training else None
+    hs = empty((steps + 1, batch, hidden), dtype) if training else None
+    cs = empty((steps + 1, batch, hidden), dtype) if training and lstm else None
     # In inference the kernel reads x's rows through the order (a sorted copy of x
     # cost 20% of an RNN's time in page faults).
     _kernels.rnn_forward(geo, _flat(x), _flat(w_ih), _flat(w_hh), b_ih, b_hh, lengths, order,
@@ -178,13 +179,13 @@ def rnn_sequence_backward(tape: _Tape, grad_y: Optional[Array], grad_h_n: Option
                       rnn_upstream(grad_h_n, "grad_h_n", (batch, hidden), dtype),
                       rnn_upstream(grad_c_n, "grad_c_n", (batch, hidden), dtype))
     dy, dh_n, dc_n = (None if g is None else contiguous(g) for g in (dy, dh_n, dc_n))
-    dx = np.empty_like(tape.x)
-    dh0 = np.empty((batch, hidden), dtype)
-    dc0 = np.empty((batch, hidden), dtype) if lstm else None
-    dw_ih = np.empty_like(tape.w_ih)
-    dw_hh = np.empty_like(tape.w_hh)
-    db_ih = np.empty(tape.w_hh.shape[0], dtype) if tape.has_bias else None
-    db_hh = np.empty(tape.w_hh.shape[0], dtype) if tape.has_bias else None
+    dx = empty(tape.x.shape, tape.x.dtype)
+    dh0 = empty((batch, hidden), dtype)
+    dc0 = empty((batch, hidden), dtype) if lstm else None
+    dw_ih = empty(tape.w_ih.shape, dtype)
+    dw_hh = empty(tape.w_hh.shape, dtype)
+    db_ih = empty(tape.w_hh.shape[0], dtype) if tape.has_bias else None
+    db_hh = empty(tape.w_hh.shape[0], dtype) if tape.has_bias else None
     gates = tape.gates.pop()  # the backward overwrites them with the gate gradients
     _kernels.rnn_backward(geo, _flat(tape.x), _flat(tape.w_ih), _flat(tape.w_hh), tape.lengths,
                           tape.order, _flat(gates), _flat(tape.hs), _flat(tape.cs), _flat(dy),
