@@ -359,7 +359,7 @@ static void SFX(block_copy)(const SFX(conv_dims) *d, int64_t q0, int64_t q1, T *
 }
 
 /* The column matrix of (block, group) for the group's input channels [c0, c1),
- * its rows padded with zeros to whole panels for fnn_gemm_rows, or the input
+ * its rows cols_ld apart, or the input
  * itself for a pointwise convolution within one image; `cached` skips an
  * im2col this thread just did. */
 static const T *SFX(columns)(const fnn_conv_shape *s, const SFX(conv_dims) *d, const T *x,
@@ -376,8 +376,6 @@ static const T *SFX(columns)(const fnn_conv_shape *s, const SFX(conv_dims) *d, c
         FOR_EACH_SEGMENT(&d->b, q0, q1, seg)
             SIMD(im2col_block)(s, x + (seg.n * s->in_channels + g * d->Cg + c0) * d->HW,
                                c1 - c0, seg.p0, seg.p1, cols + seg.at, ld);
-        for (int64_t r = 0; ld > n && r < (c1 - c0) * d->kk; r++)
-            memset(cols + r * ld + n, 0, (size_t)(ld - n) * sizeof(T));
         *cached = key;
     }
     *ldb = ld;

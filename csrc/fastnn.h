@@ -226,8 +226,7 @@ int fnn_gemm_batch_f64(int64_t batch, int64_t m, int64_t n, int64_t k, const dou
  * - fnn_gemm_rows: the same for all n columns of a row-major B = b (ldb) read in place,
  *   with no packing (the caller lays it out as the tiles read it: im2col's columns),
  *   without FNN_PACKED_ACCUMULATE starting row i's sums from bias[i] (bias NULL: 0);
- *   each row of b must be readable up to round_up(n, fnn_packed_nr) values, what lies
- *   past n affecting only columns that are not stored. */
+ *   nothing past column n of b is read. */
 enum { FNN_PACKED_ACCUMULATE = 1, FNN_PACKED_PREFETCH = 2 };
 #define FNN_DECLARE_PACKED(T, SFX)                                                             \
     int64_t fnn_packed_nr_##SFX(void);                                                         \

@@ -268,21 +268,31 @@ static void FNN_NAME(panel_group)(int64_t m, int panels, int64_t k, const T *a, 
                             beta, bias ? bias + full : NULL, c + full * ldc, ldc);
 }
 
-/* The last panel when only its first `cols` columns are wanted: the same tiles
- * through a copy, so that the arithmetic (and the bits) are the full panel's. */
+/* The last panel when only its first `cols` columns exist, C's through a
+ * tile-sized buffer, with the arithmetic (and the bits) of a full panel. B's
+ * rows are read a whole panel wide, in place, as far as that stays within B
+ * (what lies past `cols` there only meets columns that are dropped); its
+ * last rows, where it would not, through a zero-padded copy. */
 static void FNN_NAME(edge_panel)(int64_t m, int64_t cols, int64_t k, const T *a, int64_t lda,
                                  const T *b, int64_t ldp, int beta, const T *bias, T *c,
                                  int64_t ldc) {
-    T buf[FNN_MR * FNN_NR] = {0};
+    const int64_t in_place = FNN_MAX(0, k - (FNN_NR - cols + ldp - 1) / ldp);
+    const size_t row_bytes = (size_t)cols * sizeof(T);
+    T tail[FNN_NR * FNN_NR] = {0}, buf[FNN_MR * FNN_NR] = {0}; /* tail: under NR rows */
+    for (int64_t p = in_place; p < k; p++)
+        memcpy(tail + (p - in_place) * FNN_NR, b + p * ldp, row_bytes);
     for (int64_t i = 0; i < m; i += FNN_MR) {
-        int rows = m - i < FNN_MR ? (int)(m - i) : FNN_MR;
-        if (beta)
-            for (int r = 0; r < rows; r++)
-                memcpy(buf + r * FNN_NR, c + (i + r) * ldc, (size_t)cols * sizeof(T));
-        FNN_NAME(tile_rows)(rows, 1, k, a + i * lda, lda, b, 0, ldp, beta, bias ? bias + i : NULL,
-                            buf, FNN_NR);
-        for (int r = 0; r < rows; r++)
-            memcpy(c + (i + r) * ldc, buf + r * FNN_NR, (size_t)cols * sizeof(T));
+        const int rows = m - i < FNN_MR ? (int)(m - i) : FNN_MR;
+        const T *row_bias = bias ? bias + i : NULL;
+        for (int r = 0; beta && r < rows; r++) memcpy(buf + r * FNN_NR, c + (i + r) * ldc, row_bytes);
+        if (in_place > 0)
+            FNN_NAME(tile_rows)(rows, 1, in_place, a + i * lda, lda, b, 0, ldp, beta, row_bias,
+                                buf, FNN_NR);
+        if (in_place < k)
+            FNN_NAME(tile_rows)(rows, 1, k - in_place, a + i * lda + in_place, lda, tail, 0,
+                                FNN_NR, beta || in_place > 0, in_place > 0 ? NULL : row_bias,
+                                buf, FNN_NR);
+        for (int r = 0; r < rows; r++) memcpy(c + (i + r) * ldc, buf + r * FNN_NR, row_bytes);
     }
 }
 

@@ -177,10 +177,11 @@ def test_hook_rejects_bad_ranges_and_shapes(dtype):
 @pytest.mark.parametrize("k", [1, 3, 97, 1100])
 @pytest.mark.parametrize("m", [1, 4, MAX_MR + 1, 13])
 def test_rows_in_place_give_the_packed_bits(rng, dtype, m, k):
-    """gemm_rows runs the packed tiles on B as it lies: every element is the same chain,
-    so the same bits as gemm_packed, with beta 0 and 1, and NumPy's numbers."""
+    """gemm_rows runs the packed tiles on B as it lies (never reading past its last
+    element): every element is the same chain, so the same bits as gemm_packed, with
+    beta 0 and 1, and NumPy's numbers."""
     nr = _nr(dtype)
-    for n in (nr - 1, nr, 2 * nr + 1, 5 * nr + 7):
+    for n in (3, nr - 1, nr, 2 * nr + 1, 5 * nr + 7):  # 3: rows closer than a panel
         a, b = _operands(rng, m, n, k, dtype, 0, pad=3)
         for beta in (0, 1):
             c0 = rng.standard_normal((m, n)) if beta else np.full((m, n), np.nan)

@@ -9,7 +9,6 @@ exception. Every function has one body for float32 and float64 (fused type).
 from cython cimport floating
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memset
 
 
 fnn_init()
@@ -454,16 +453,17 @@ def gemm_rows(const floating[:, :] a, const floating[:, :] b, bint beta, floatin
               Py_ssize_t steps=1, const floating[::1] bias=None):
     """c = (c if beta else bias[:, None] if bias is not None else 0) + a @ b with b read
     in place, row-major, by the packed GEMM's tiles (fnn_gemm_rows, as convolution's
-    columns are), from a copy of b whose rows are padded to whole panels. Not public API:
-    the test and benchmark hook; `steps` repeats the product on one copy (with beta, c
-    gains a @ b that many times).
+    columns are). Not public API: the test and benchmark hook; rows may lie further apart
+    than their width; `steps` repeats the product (with beta, c gains a @ b that many
+    times).
     """
     cdef int64_t m = a.shape[0], k = a.shape[1], n = b.shape[1]
     cdef int64_t lda = _row_stride(a.strides[0], a.strides[1], a.shape[0], a.shape[1],
                                    sizeof(floating), "a")
+    cdef int64_t ldb = _row_stride(b.strides[0], b.strides[1], b.shape[0], b.shape[1],
+                                   sizeof(floating), "b")
     cdef int64_t ldc = _row_stride(c.strides[0], c.strides[1], c.shape[0], c.shape[1],
                                    sizeof(floating), "c")
-    cdef int64_t nr = fnn_packed_nr_f32() if floating is float else fnn_packed_nr_f64()
     cdef int flags = FNN_PACKED_ACCUMULATE if beta else 0
     cdef Py_ssize_t step
     if b.shape[0] != k or c.shape[0] != m or c.shape[1] != n:
@@ -473,27 +473,16 @@ def gemm_rows(const floating[:, :] a, const floating[:, :] b, bint beta, floatin
     if steps < 1:
         raise ValueError("gemm_rows: steps must be at least 1")
     if bias is not None and bias.shape[0] != m:
-        raise ValueError("gemm_rows: bias must have one value per row of a")
+        raise ValueError("gemm_rows: bias must have one value per row of c")
     cdef const floating *bias_ptr = &bias[0] if bias is not None else NULL
-    cdef int64_t ldb = (n + nr - 1) // nr * nr, p
-    # from the workspace cache, as convolution's columns (its huge pages matter)
-    cdef floating *bp = <floating *>fnn_block_alloc(k * ldb * sizeof(floating),
-                                                               FNN_BLOCK_HUGE)
-    if bp == NULL:
-        raise MemoryError("gemm_rows: no memory for the copy of b")
     with nogil:
-        memset(bp, 0, k * ldb * sizeof(floating))
-        for p in range(k):
-            for step in range(n):
-                bp[p * ldb + step] = b[p, step]
         for step in range(steps):
             if floating is float:
-                fnn_gemm_rows_f32(m, n, k, &a[0, 0], lda, bp, ldb, bias_ptr, flags, &c[0, 0],
-                                  ldc)
+                fnn_gemm_rows_f32(m, n, k, &a[0, 0], lda, &b[0, 0], ldb, bias_ptr, flags,
+                                  &c[0, 0], ldc)
             else:
-                fnn_gemm_rows_f64(m, n, k, &a[0, 0], lda, bp, ldb, bias_ptr, flags, &c[0, 0],
-                                  ldc)
-        fnn_block_free(bp)
+                fnn_gemm_rows_f64(m, n, k, &a[0, 0], lda, &b[0, 0], ldb, bias_ptr, flags,
+                                  &c[0, 0], ldc)
 
 
 # --------------------------------------------------------------------------- recurrences
