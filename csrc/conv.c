@@ -33,6 +33,8 @@
 #define FNN_MIN_CHUNK_ROWS 16
 #define FNN_DW_PARTS 8
 #define FNN_DW_PARTS_BYTES ((int64_t)64 << 20)
+#define FNN_DW_SUM_ROWS 32
+#define FNN_TILES_DW_MIN_POSITIONS 32768
 #define FNN_DIRECT_MAX_MG 4
 #define FNN_TAPS_DX_BYTES ((int64_t)128 << 10)
 
@@ -468,14 +470,18 @@ int SFX(fnn_conv2d_forward)(const fnn_conv_shape *s, const T *x, const T *w, con
 /* One part of the parameter gradients: over blocks [blk0, blk1), rows [m0, m1)
  * (all in group g) and the columns of the group's input channels [c0, c1),
  * dw = sum dy @ cols^T and db = sum of dy's rows (either may be NULL; dw and db
- * point at this part's own buffers). */
+ * point at this part's own buffers). With `packed` (one group), dw holds the
+ * gradient transposed, (Kg, M), summed as cols @ dy^T by our tiles on the
+ * columns as they are and dy's rows packed transposed into `packed`. */
 static void SFX(param_grad_part)(const fnn_conv_shape *s, const SFX(conv_dims) *d,
                                  const T *dy, const T *x, int64_t blk0, int64_t blk1, int64_t g,
                                  int64_t m0, int64_t m1, int64_t c0, int64_t c1, T *dw, T *db,
-                                 const T *ones, T *cols, T *rows, int64_t *cached) {
-    const int64_t k0 = c0 * d->kk, k = (c1 - c0) * d->kk;
-    for (int64_t m = m0; dw && m < m1; m++)
+                                 const T *ones, T *cols, T *rows, T *packed, int64_t *cached) {
+    const int64_t k0 = c0 * d->kk, k = (c1 - c0) * d->kk, M = s->out_channels;
+    for (int64_t m = m0; dw && !packed && m < m1; m++)
         memset(dw + m * d->Kg + k0, 0, (size_t)k * sizeof(T));
+    for (int64_t r = k0; dw && packed && r < k0 + k; r++)
+        memset(dw + r * M + m0, 0, (size_t)(m1 - m0) * sizeof(T));
     if (db) memset(db + m0, 0, (size_t)(m1 - m0) * sizeof(T));
     for (int64_t blk = blk0; blk < blk1; blk++) {
         int64_t q0, q1, ldb, lda;
@@ -502,9 +508,31 @@ static void SFX(param_grad_part)(const fnn_conv_shape *s, const SFX(conv_dims) *
         const T *A = SFX(dy_rows)(d, s, dy, q0, q1, m0, m1 - m0, rows, &lda);
         if (dw) {
             const T *B = SFX(columns)(s, d, x, blk, g, c0, c1, cols, cached, &ldb);
-            GEMM(0, 1, m1 - m0, k, q1 - q0, 1, A, lda, B, ldb, 1, dw + m0 * d->Kg + k0, d->Kg);
+            if (packed) {
+                SFX(fnn_pack_b)(q1 - q0, m1 - m0, A, lda, 1, packed);
+                SFX(fnn_gemm_packed)(k, 0, m1 - m0, q1 - q0, B, ldb, packed,
+                                     FNN_PACKED_ACCUMULATE, dw + k0 * M + m0, M);
+            } else {
+                GEMM(0, 1, m1 - m0, k, q1 - q0, 1, A, lda, B, ldb, 1, dw + m0 * d->Kg + k0,
+                     d->Kg);
+            }
         }
         if (db) GEMV_ADD(m1 - m0, q1 - q0, A, lda, ones, db + m0);
+    }
+}
+
+/* Rows [m0, m1) of dw (M, Kg) as the sum, part after part, of the parts'
+ * transposed buffers (Kg, M), parts_size apart: each of their rows is read
+ * along its run of m, which vectorizes. */
+static void SFX(sum_parts_transposed)(int64_t parts, int64_t part_size, const T *partial,
+                                      int64_t M, int64_t Kg, int64_t m0, int64_t m1, T *dw) {
+    T acc[FNN_DW_SUM_ROWS];
+    for (int64_t r = 0; r < Kg; r++) {
+        const T *src = partial + r * M + m0;
+        for (int64_t m = 0; m < m1 - m0; m++) acc[m] = src[m];
+        for (int64_t p = 1; p < parts; p++)
+            for (int64_t m = 0; m < m1 - m0; m++) acc[m] += src[p * part_size + m];
+        for (int64_t m = 0; m < m1 - m0; m++) dw[(m0 + m) * Kg + r] = acc[m];
     }
 }
 
@@ -579,6 +607,17 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
      * 512->512 7x7 forward+backward at batch 16; 1.05-1.07x less CPU time split
      * by channels). Like the parts, the split depends on the shape only. */
     const int by_channels = dw && d.G == 1 && !d.direct && !d.taps_backward && d.Kg > M;
+    /* dw of one group on the GEMM path, on many positions (shallow layers, large
+     * images): transposed, cols @ dy^T, by our tiles on the columns in place (B:
+     * dy's rows, packed transposed per block) into the parts' buffers (all of
+     * them), which the final sum transposes back. Against OpenBLAS (CPU time,
+     * forward+backward): 7x7 stride-2 stem at batch 16 (200704 positions)
+     * 1.06-1.075x, 3x3 64->64 56x56 at batch 16 (50176) 1.055x; but 3x3
+     * 128->128 28x28 (12544) 0.96x, 256x14 (3136) 0.86x, 512x7 (784) 0.87x,
+     * and with 32 output channels, half a panel, 0.64x. */
+    const int tiles_dw = dw && d.G == 1 && !d.direct && !d.taps_backward &&
+                         s->batch * d.L >= FNN_TILES_DW_MIN_POSITIONS &&
+                         M % SFX(fnn_packed_nr)() == 0;
     /* parameter gradients: a fixed number of parts of the blocks, each summed
      * into its own buffer (part 0 into dw and db themselves); one part when
      * the columns are split and dw outweighs dy (deep layers on small images),
@@ -598,36 +637,58 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
      * block as OpenBLAS's GEMV of dy's rows against ones: 4.8% of a 1->32 3x3
      * forward+backward, where a sum of our own, this file being built for the
      * baseline instruction set, took 6.9%) a row of ones */
-    const int64_t partial_size = (parts - 1) * part_size;
-    T *ws = SFX(alloc_workspace)(&d, nt, partial_size + (db ? d.P : 0));
+    const int64_t partial_size = (tiles_dw ? parts : parts - 1) * part_size;
+    const int64_t pack_size = tiles_dw ? SFX(fnn_packed_size)(d.P, M) : 0;
+    if (pack_size > (INT64_MAX - partial_size - d.P) / nt) return FNN_ENOMEM;
+    T *ws = SFX(alloc_workspace)(&d, nt, partial_size + (db ? d.P : 0) + nt * pack_size);
     if (!ws) return FNN_ENOMEM;
     T *partial = ws + nt * d.ws_per_thread, *ones = partial + partial_size;
+    T *packs = ones + (db ? d.P : 0);
     for (int64_t p = 0; db && p < d.P; p++) ones[p] = 1;
 
 #pragma omp parallel num_threads(nt)
     {
         T *cols = ws + omp_get_thread_num() * d.ws_per_thread, *rows = cols + d.Kg * d.ld;
+        T *packed = tiles_dw ? packs + omp_get_thread_num() * pack_size : NULL;
         int64_t cached = -1;
         if (part_size) {
 #pragma omp for schedule(static)
             for (int64_t u = 0; u < parts * w_chunks; u++) {
                 int64_t p = u / w_chunks, b0 = nb * p / parts, b1 = nb * (p + 1) / parts, i0, i1;
-                T *mine = p == 0 ? NULL : partial + (p - 1) * part_size;
+                T *mine = tiles_dw ? partial + p * part_size
+                                   : p == 0 ? NULL : partial + (p - 1) * part_size;
                 T *pdw = dw ? (mine ? mine : dw) : NULL;
                 T *pdb = db ? (mine ? mine + w_size : db) : NULL;
                 chunk_range(by_channels ? C : M, w_chunks, u % w_chunks, &i0, &i1);
                 if (by_channels) /* db with the first chunk */
                     SFX(param_grad_part)(s, &d, dy, x, b0, b1, 0, 0, M, i0, i1, pdw,
-                                         i0 == 0 ? pdb : NULL, ones, cols, rows, &cached);
+                                         i0 == 0 ? pdb : NULL, ones, cols, rows, packed,
+                                         &cached);
                 else
                     FOR_EACH_GROUP(i0, i1, d.Mg, g, r0, r1)
                         SFX(param_grad_part)(s, &d, dy, x, b0, b1, g, r0, r1, 0, d.Cg, pdw, pdb,
-                                             ones, cols, rows, &cached);
+                                             ones, cols, rows, packed, &cached);
             }
+            if (tiles_dw) { /* dw (M, Kg) and db: sums of the parts, in order */
+#pragma omp for schedule(static) nowait
+                for (int64_t m0 = 0; m0 < M; m0 += FNN_DW_SUM_ROWS)
+                    SFX(sum_parts_transposed)(parts, part_size, partial, M, d.Kg, m0,
+                                              fnn_min64(M, m0 + FNN_DW_SUM_ROWS), dw);
+                if (db) {
+#pragma omp for schedule(static) nowait
+                    for (int64_t m = 0; m < M; m++) {
+                        T sum = partial[w_size + m];
+                        for (int64_t p = 1; p < parts; p++)
+                            sum += partial[p * part_size + w_size + m];
+                        db[m] = sum;
+                    }
+                }
+            } else {
 #pragma omp for schedule(static)
-            for (int64_t e = 0; e < part_size; e++) {
-                T *sum = e < w_size ? dw + e : db + (e - w_size);
-                for (int64_t p = 1; p < parts; p++) *sum += partial[(p - 1) * part_size + e];
+                for (int64_t e = 0; e < part_size; e++) {
+                    T *sum = e < w_size ? dw + e : db + (e - w_size);
+                    for (int64_t p = 1; p < parts; p++) *sum += partial[(p - 1) * part_size + e];
+                }
             }
         }
         if (dx && d.taps_backward) {

@@ -205,6 +205,11 @@ BLOCK_CASES = [
     case("2d-b5-out19x20", (5, 4, 21, 22), (6, 4, 3, 3)),
     case("2d-b5-out16x24", (5, 4, 18, 26), (6, 4, 3, 3)),
     case("2d-b5-out20x20", (5, 4, 22, 22), (6, 4, 3, 3)),
+    # 32768 positions or more, output channels a multiple of the panel: the weight
+    # gradient transposed by the packed GEMM's tiles, by input channel and by output rows
+    case("dw-tiles-7x7-s2-by-channel", (2, 3, 256, 256), (64, 3, 7, 7), stride=2, padding=3),
+    case("dw-tiles-3x3-by-rows", (2, 8, 128, 128), (128, 8, 3, 3), padding=1),
+    case("dw-tiles-1d-b4", (4, 16, 8200), (64, 16, 3), padding=1),
 ]
 
 

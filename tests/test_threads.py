@@ -29,6 +29,7 @@ THREAD_CASES = [
     case("2d-b1-d2-s2-5x5", (1, 24, 50, 50), (32, 24, 5, 5), stride=2, dilation=2, padding=3),
     case("2d-b16-small-images-g2", (16, 8, 7, 7), (40, 4, 3, 3), padding=1, groups=2),
     case("2d-b40-1x1", (40, 8, 5, 6), (12, 8, 1, 1)),
+    case("2d-b2-dw-tiles", (2, 8, 128, 128), (128, 8, 3, 3), padding=1),
     case("2d-b2-1x1", (2, 32, 40, 40), (48, 32, 1, 1)),
     case("2d-b1-1x1-s2-disjoint", (1, 64, 40, 40), (64, 64, 1, 1), stride=2),
     case("1d-b1-k2-s3-disjoint", (1, 8, 6001), (8, 8, 2), stride=3, padding=1),
