@@ -635,8 +635,9 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
     /* dx in the items of dw, after each part's blocks, while their dy is still
      * in cache, instead of a second pass over dy (a 1->32 3x3 forward+backward
      * at batch 64, 6.4 MB of dy: 1.03-1.08x less CPU time at 1 thread, the same
-     * at 2; depthwise 3x3 on (8,128,56,56) 1.05-1.08x): when blocks are whole images, so that no two share input, and
-     * neither gradient is split by channels. */
+     * at 2; depthwise 3x3 on (8,128,56,56) 1.05-1.08x): when blocks are whole
+     * images, so that no two share input, and neither gradient is split by
+     * channels. */
     const int fused = dx && dw && !d.taps_backward && (d.b.images > 1 || d.b.per_image == 1) &&
                       w_chunks == 1 && x_chunks == 1;
     const int nt = fnn_get_num_threads(); /* once: it sizes the workspace */
