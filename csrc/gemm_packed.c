@@ -284,7 +284,8 @@ static void FNN_NAME(edge_panel)(int64_t m, int64_t cols, int64_t k, const T *a,
     for (int64_t i = 0; i < m; i += FNN_MR) {
         const int rows = m - i < FNN_MR ? (int)(m - i) : FNN_MR;
         const T *row_bias = bias ? bias + i : NULL;
-        for (int r = 0; beta && r < rows; r++) memcpy(buf + r * FNN_NR, c + (i + r) * ldc, row_bytes);
+        for (int r = 0; beta && r < rows; r++)
+            memcpy(buf + r * FNN_NR, c + (i + r) * ldc, row_bytes);
         if (in_place > 0)
             FNN_NAME(tile_rows)(rows, 1, in_place, a + i * lda, lda, b, 0, ldp, beta, row_bias,
                                 buf, FNN_NR);

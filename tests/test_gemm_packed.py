@@ -3,8 +3,8 @@ the `_kernels.gemm_packed` hook, against NumPy: sizes around the register tile (
 most 6 on every path, NR is `packed_nr`) and odd ones, both layouts of B, beta 0 and 1,
 column ranges, strided rows, and the bits of a full call against column ranges and single
 rows; and its tiles on a row-major B read in place (`_kernels.gemm_rows`, convolution's
-forward), with a bias. The whole file also runs under the forced portable and AVX2 paths (FASTNN_SIMD), in a
-subprocess."""
+forward), with a bias. The whole file also runs under the forced portable and AVX2 paths
+(FASTNN_SIMD), in a subprocess."""
 from __future__ import annotations
 
 import os
