@@ -205,6 +205,20 @@ def test_rows_in_place_start_from_the_bias(rng, dtype):
         _kernels.gemm_rows(a, b, False, c, bias=bias[:-1])
 
 
+def test_rows_hook_rejects_bad_shapes(dtype):
+    a, b, c = np.ones((2, 3), dtype), np.ones((3, 5), dtype), np.ones((2, 5), dtype)
+    with pytest.raises(ValueError, match="gemm_rows: shapes"):
+        _kernels.gemm_rows(a, b[:2], False, c)
+    with pytest.raises(ValueError, match="gemm_rows: empty"):
+        _kernels.gemm_rows(a[:, :0], b[:0], False, c)
+    with pytest.raises(ValueError, match="gemm_rows: the rows of b must be contiguous"):
+        _kernels.gemm_rows(a, np.ones((3, 10), dtype)[:, ::2], False, c)
+    with pytest.raises(ValueError, match="gemm_rows: the rows of c must follow"):
+        _kernels.gemm_rows(a, b, False, c[::-1])
+    with pytest.raises(ValueError, match="steps"):
+        _kernels.gemm_rows(a, b, False, c, steps=0)
+
+
 @pytest.mark.parametrize("simd", ["portable", "avx2"])
 def test_forced_simd_path(simd):
     """Every test above, in a fresh interpreter on the forced instruction set."""

@@ -385,17 +385,17 @@ def packed_nr(str typecode):
     raise ValueError(f"packed_nr: typecode 'f' or 'd', not {typecode!r}")
 
 
-cdef int64_t _row_stride(Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t rows, Py_ssize_t cols,
-                         Py_ssize_t itemsize, str name) except -1:
-    """Elements from one row of a matrix to the next (a single row: its width). Each row
+cdef int64_t _row_stride(const floating[:, :] x, str fn, str name) except -1:
+    """Elements from one row of matrix x to the next (a single row: its width). Each row
     must be contiguous, the rows in order and apart (slices of wider arrays are fine)."""
-    if cols > 1 and s1 != itemsize:
-        raise ValueError(f"gemm_packed: the rows of {name} must be contiguous")
-    if rows == 1:
-        return cols
-    if s0 % itemsize or s0 < cols * itemsize:
-        raise ValueError(f"gemm_packed: the rows of {name} must follow one another")
-    return s0 // itemsize
+    cdef Py_ssize_t itemsize = sizeof(floating)
+    if x.shape[1] > 1 and x.strides[1] != itemsize:
+        raise ValueError(f"{fn}: the rows of {name} must be contiguous")
+    if x.shape[0] == 1:
+        return x.shape[1]
+    if x.strides[0] % itemsize or x.strides[0] < x.shape[1] * itemsize:
+        raise ValueError(f"{fn}: the rows of {name} must follow one another")
+    return x.strides[0] // itemsize
 
 
 def gemm_packed(const floating[:, :] a, const floating[:, :] b, bint trans_b,
@@ -414,14 +414,12 @@ def gemm_packed(const floating[:, :] a, const floating[:, :] b, bint trans_b,
     cdef int64_t n = b.shape[0] if trans_b else b.shape[1]
     cdef int64_t nr, size
     cdef Py_ssize_t step
-    cdef int64_t lda = _row_stride(a.strides[0], a.strides[1], a.shape[0], a.shape[1],
-                                   sizeof(floating), "a")
-    cdef int64_t ldb = _row_stride(b.strides[0], b.strides[1], b.shape[0], b.shape[1],
-                                   sizeof(floating), "b")
-    cdef int64_t ldc = _row_stride(c.strides[0], c.strides[1], c.shape[0], c.shape[1],
-                                   sizeof(floating), "c")
+    cdef int64_t lda = _row_stride(a, "gemm_packed", "a")
+    cdef int64_t ldb = _row_stride(b, "gemm_packed", "b")
+    cdef int64_t ldc = _row_stride(c, "gemm_packed", "c")
     cdef floating *bp
-    cdef int flags = (FNN_PACKED_ACCUMULATE if beta else 0) | (FNN_PACKED_PREFETCH if prefetch else 0)
+    cdef int flags = ((FNN_PACKED_ACCUMULATE if beta else 0) |
+                      (FNN_PACKED_PREFETCH if prefetch else 0))
     if (b.shape[1] if trans_b else b.shape[0]) != k or c.shape[0] != m or c.shape[1] != n:
         raise ValueError("gemm_packed: shapes of a, b, c do not fit c = a @ op(b)")
     if m == 0 or n == 0 or k == 0:
@@ -458,12 +456,9 @@ def gemm_rows(const floating[:, :] a, const floating[:, :] b, bint beta, floatin
     times).
     """
     cdef int64_t m = a.shape[0], k = a.shape[1], n = b.shape[1]
-    cdef int64_t lda = _row_stride(a.strides[0], a.strides[1], a.shape[0], a.shape[1],
-                                   sizeof(floating), "a")
-    cdef int64_t ldb = _row_stride(b.strides[0], b.strides[1], b.shape[0], b.shape[1],
-                                   sizeof(floating), "b")
-    cdef int64_t ldc = _row_stride(c.strides[0], c.strides[1], c.shape[0], c.shape[1],
-                                   sizeof(floating), "c")
+    cdef int64_t lda = _row_stride(a, "gemm_rows", "a")
+    cdef int64_t ldb = _row_stride(b, "gemm_rows", "b")
+    cdef int64_t ldc = _row_stride(c, "gemm_rows", "c")
     cdef int flags = FNN_PACKED_ACCUMULATE if beta else 0
     cdef Py_ssize_t step
     if b.shape[0] != k or c.shape[0] != m or c.shape[1] != n:
