@@ -35,6 +35,9 @@ static inline int64_t fnn_max64(int64_t a, int64_t b) { return a > b ? a : b; }
 void fnn_init(void);
 void fnn_set_num_threads(int n);
 int fnn_get_num_threads(void);
+/* The calling thread's own OpenMP count only (fnn_set_num_threads' cap stays):
+ * for a thread that shares the cores with another running kernels. */
+void fnn_set_own_threads(int n);
 const char *fnn_simd_name(void);
 /* The convolution algorithm FASTNN_CONV asks for: gemm (im2col + GEMM
  * always) or winograd (wherever it applies); else chosen by shape. */

@@ -61,6 +61,8 @@ void fnn_set_num_threads(int n) {
     omp_set_num_threads(n);
 }
 
+void fnn_set_own_threads(int n) { omp_set_num_threads(n > 0 ? n : 1); }
+
 int fnn_get_num_threads(void) {
     int own = omp_get_max_threads(), given = atomic_load(&fnn_threads_given);
     return given > 0 && given < own ? given : own;

@@ -16,6 +16,7 @@ cdef extern from "fastnn.h" nogil:
     void fnn_init()
     void fnn_set_num_threads(int n)
     int fnn_get_num_threads()
+    void fnn_set_own_threads(int n)
     const char *fnn_simd_name()
     int64_t fnn_cache_bytes(int level)
     const char *fnn_compiler()

@@ -82,6 +82,12 @@ def set_num_threads(int n):
     fnn_set_num_threads(n)
 
 
+def set_own_threads(int n):
+    """The calling thread's own OpenMP thread count (set_num_threads' cap stays). Not
+    public API: for fastnn._concurrent."""
+    fnn_set_own_threads(n)
+
+
 def get_num_threads():
     return fnn_get_num_threads()
 

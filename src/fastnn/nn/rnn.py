@@ -9,12 +9,14 @@ PyTorch's; ``lengths`` gives what PyTorch's packed sequences give.
 from __future__ import annotations
 
 import numbers
+from functools import partial
 from types import ModuleType
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
 import fastnn.rnn
+from fastnn._concurrent import side_by_side
 from fastnn._validate import (RNN_GATES, as_bool, as_int, check_shape, float_arrays,
                               nonlinearity_mode, rnn_lengths)
 from fastnn.nn.module import Module, ModuleList, Parameter
@@ -158,12 +160,12 @@ class _RNNBase(Module):
         layer_input, tapes, masks, h_n, c_n = seq, [], [], [], []
         for layer in range(self.num_layers):
             outputs = []
-            for d in range(self.directions):
-                k = layer * self.directions + d
-                y, h, c, tape = self.backend.rnn_sequence(
-                    self.mode, layer_input, h0[k], None if c0 is None else c0[k],
-                    *self._arrays(layer, d), lengths=lengths, reverse=d == 1,
-                    training=self.training)
+            calls = [partial(self.backend.rnn_sequence, self.mode, layer_input,
+                             h0[k], None if c0 is None else c0[k], *self._arrays(layer, d),
+                             lengths=lengths, reverse=d == 1, training=self.training)
+                     for d, k in enumerate(range(layer * self.directions,
+                                                 (layer + 1) * self.directions))]
+            for y, h, c, tape in self._run_directions(calls):
                 outputs.append(y)
                 tapes.append(tape)
                 h_n.append(h)
@@ -189,6 +191,13 @@ class _RNNBase(Module):
         self._saved = ((tapes, masks, unbatched, batch, steps, hx is not None)
                        if self.training else None)
         return (output, (h_n, c_n)) if self.mode == "lstm" else (output, h_n)
+
+    def _run_directions(self, calls):
+        """The directions' calls of one layer: side by side on the C backend (each
+        direction's sequence on its share of the threads), else in turn."""
+        if len(calls) == 2 and self.backend is fastnn.rnn:
+            return side_by_side(*calls)
+        return [call() for call in calls]
 
     # --------------------------------------------------------------- backward
     def backward(self, grad_output, grad_h_n=None, grad_c_n=None):
@@ -226,12 +235,13 @@ class _RNNBase(Module):
             if masks[layer] is not None:
                 grad = grad * masks[layer]
             grad_input = None
-            for d in range(D):
+            calls = [partial(self.backend.rnn_sequence_backward, tapes[k],
+                             grad if D == 1 else np.ascontiguousarray(grad[..., d * H:(d + 1) * H]),
+                             None if finals[0] is None else finals[0][k],
+                             None if finals[1] is None else finals[1][k])
+                     for d, k in enumerate(range(layer * D, (layer + 1) * D))]
+            for d, (dx, dh0, dc0, *dparams) in enumerate(self._run_directions(calls)):
                 k = layer * D + d
-                g = grad if D == 1 else np.ascontiguousarray(grad[..., d * H:(d + 1) * H])
-                dx, dh0, dc0, *dparams = self.backend.rnn_sequence_backward(
-                    tapes[k], g, None if finals[0] is None else finals[0][k],
-                    None if finals[1] is None else finals[1][k])
                 grad_h0[k] = dh0
                 if grad_c0 is not None:
                     grad_c0[k] = dc0
