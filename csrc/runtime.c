@@ -2,6 +2,7 @@
  * the thread count (OpenMP's own, so OMP_NUM_THREADS and threadpoolctl's
  * "openmp" limit control fastnn without a second knob). */
 #include <omp.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -31,8 +32,11 @@ static const fnn_simd_ops *choose_simd_ops(void) {
     return &fnn_simd_portable;
 }
 
+static void fnn_cache_register_fork(void);
+
 void fnn_init(void) {
     __builtin_cpu_init();
+    fnn_cache_register_fork();
     fnn_simd = choose_simd_ops();
     const char *conv = getenv("FASTNN_CONV");
     if (conv && strcmp(conv, "gemm") == 0) fnn_conv_choice = FNN_CONV_GEMM;
@@ -105,6 +109,14 @@ static void fnn_cache_lock(void) {
 }
 static void fnn_cache_unlock(void) {
     atomic_flag_clear_explicit(&fnn_cache.busy, memory_order_release);
+}
+
+/* fork() while another thread holds the lock would leave the child's cache
+ * locked, or half updated: the fork waits for the lock, and both sides free it. */
+static void fnn_cache_register_fork(void) {
+    static atomic_flag registered = ATOMIC_FLAG_INIT;
+    if (!atomic_flag_test_and_set(&registered))
+        pthread_atfork(fnn_cache_lock, fnn_cache_unlock, fnn_cache_unlock);
 }
 
 /* Removes block i from the cache and returns it. */

@@ -101,3 +101,47 @@ def test_concurrent_allocations_never_share_a_block(rng):
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_a_forked_child_allocates_while_parent_threads_do():
+    """fork() waits for the cache's lock (pthread_atfork), so a child forked while
+    other threads take and release blocks finds the cache usable."""
+    import os
+    import time
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork")
+    stop = threading.Event()
+
+    def churn():
+        while not stop.is_set():
+            a = empty((MB // 2 + 64,), np.float32)
+            a[0] = 1
+            del a
+
+    threads = [threading.Thread(target=churn) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(5):
+            pid = os.fork()
+            if pid == 0:  # the child: allocate, compute, leave at once
+                ok = 1
+                try:
+                    b = empty((3 * MB,), np.float32)
+                    b[...] = 2
+                    ok = 0 if b.sum() == 6 * MB else 1
+                finally:
+                    os._exit(ok)
+            deadline = time.monotonic() + 30
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    break
+                assert time.monotonic() < deadline, "forked child hung"
+                time.sleep(0.01)
+            assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
