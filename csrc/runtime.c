@@ -152,8 +152,9 @@ void *fnn_block_alloc(size_t bytes, int kind) {
     if (huge) {
         h = aligned_alloc(FNN_HUGE_PAGE, total);
         if (h) madvise(h, total, MADV_HUGEPAGE); /* advice: failure is harmless */
-    } else {
-        h = malloc(total);
+    } else { /* 64-byte aligned, past the header too: outputs are vectors' arrays */
+        h = aligned_alloc(FNN_BLOCK_HEADER, (total + FNN_BLOCK_HEADER - 1) / FNN_BLOCK_HEADER *
+                                                FNN_BLOCK_HEADER);
     }
     if (!h) return NULL;
     h[0] = fresh;

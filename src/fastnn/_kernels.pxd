@@ -104,6 +104,7 @@ cdef extern from "fastnn.h" nogil:
     void fnn_block_release_cached()
 
     enum:
+        FNN_BLOCK_SMALL
         FNN_BLOCK_HUGE
 
     enum:
