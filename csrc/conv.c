@@ -287,8 +287,8 @@ typedef struct {
     int64_t taps_dx_rows;  /* input rows per item of the taps input gradient */
     fnn_blocking b;
     int64_t P;             /* most positions in one block */
-    int64_t ld;            /* P rounded up to whole panels of fnn_gemm_rows */
-    int64_t ws_per_thread; /* a (Kg, P) column matrix and an (Mg, P) row matrix, or
+    int64_t ld;            /* a column matrix's row length for P positions (cols_ld) */
+    int64_t ws_per_thread; /* a (Kg, ld) column matrix and an (Mg, P) row matrix, or
                               the taps kernels' rows, whichever is larger */
 } SFX(conv_dims);
 
@@ -333,8 +333,7 @@ static SFX(conv_dims) SFX(conv_dims_of)(const fnn_conv_shape *s) {
 static T *SFX(alloc_workspace)(const SFX(conv_dims) *d, int nt, int64_t extra) {
     size_t threads = (size_t)nt, per = (size_t)d->ws_per_thread, most = SIZE_MAX / sizeof(T);
     if (per > most / threads || (size_t)extra > most - threads * per) return NULL;
-    return (T *)fnn_block_alloc((threads * per + (size_t)extra) * sizeof(T),
-                                    FNN_BLOCK_HUGE);
+    return (T *)fnn_block_alloc((threads * per + (size_t)extra) * sizeof(T), FNN_BLOCK_HUGE);
 }
 
 /* Rows [m, m + rows) of a (N, channels, L) tensor over the positions [q0, q1):
@@ -361,9 +360,8 @@ static void SFX(block_copy)(const SFX(conv_dims) *d, int64_t q0, int64_t q1, T *
 }
 
 /* The column matrix of (block, group) for the group's input channels [c0, c1),
- * its rows cols_ld apart, or the input
- * itself for a pointwise convolution within one image; `cached` skips an
- * im2col this thread just did. */
+ * its rows cols_ld apart, or the input itself for a pointwise convolution
+ * within one image; `cached` skips an im2col this thread just did. */
 static const T *SFX(columns)(const fnn_conv_shape *s, const SFX(conv_dims) *d, const T *x,
                              int64_t blk, int64_t g, int64_t c0, int64_t c1, T *cols,
                              int64_t *cached, int64_t *ldb) {
@@ -522,7 +520,7 @@ static void SFX(param_grad_part)(const fnn_conv_shape *s, const SFX(conv_dims) *
 }
 
 /* Rows [m0, m1) of dw (M, Kg) as the sum, part after part, of the parts'
- * transposed buffers (Kg, M), parts_size apart: each of their rows is read
+ * transposed buffers (Kg, M), part_size apart: each of their rows is read
  * along its run of m, which vectorizes. */
 static void SFX(sum_parts_transposed)(int64_t parts, int64_t part_size, const T *partial,
                                       int64_t M, int64_t Kg, int64_t m0, int64_t m1, T *dw) {
@@ -619,10 +617,11 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
                          s->batch * d.L >= FNN_TILES_DW_MIN_POSITIONS &&
                          M % SFX(fnn_packed_nr)() == 0;
     /* parameter gradients: a fixed number of parts of the blocks, each summed
-     * into its own buffer (part 0 into dw and db themselves); one part when
-     * the columns are split and dw outweighs dy (deep layers on small images),
-     * whose zeroed and then added buffers cost more than the chunks' rereading
-     * of dy (a 3x3 128->128 28x28 forward+backward at batch 1: 1.14-1.16x) */
+     * into its own buffer (part 0 into dw and db themselves, but with tiles_dw);
+     * one part when the columns are split and dw outweighs dy (deep layers on
+     * small images), whose zeroed and then added buffers cost more than the
+     * chunks' rereading of dy (a 3x3 128->128 28x28 forward+backward at batch
+     * 1: 1.14-1.16x) */
     const int64_t part_bytes = fnn_max64(1, part_size * (int64_t)sizeof(T));
     const int64_t parts =
         by_channels && part_size > M * d.L * s->batch

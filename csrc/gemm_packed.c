@@ -278,7 +278,8 @@ static void FNN_NAME(edge_panel)(int64_t m, int64_t cols, int64_t k, const T *a,
                                  int64_t ldc) {
     const int64_t in_place = FNN_MAX(0, k - (FNN_NR - cols + ldp - 1) / ldp);
     const size_t row_bytes = (size_t)cols * sizeof(T);
-    T tail[FNN_NR * FNN_NR] = {0}, buf[FNN_MR * FNN_NR] = {0}; /* tail: under NR rows */
+    T tail[FNN_NR * FNN_NR], buf[FNN_MR * FNN_NR] = {0}; /* tail: under NR rows */
+    memset(tail, 0, (size_t)((k - in_place) * FNN_NR) * sizeof(T));
     for (int64_t p = in_place; p < k; p++)
         memcpy(tail + (p - in_place) * FNN_NR, b + p * ldp, row_bytes);
     for (int64_t i = 0; i < m; i += FNN_MR) {
