@@ -72,9 +72,6 @@ cdef class Block:
         view.suboffsets = NULL
         view.internal = NULL
 
-    def __releasebuffer__(self, Py_buffer *view):
-        pass
-
 
 def release_cached_blocks():
     """Frees every block the cache holds (fnn_block_release_cached). Not public API."""
