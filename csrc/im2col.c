@@ -270,7 +270,7 @@ static inline __attribute__((always_inline)) void FNN_NAME(taps_tile)(
     const int R, const int PV, const int KK, int64_t kk, const FNN_NAME(vec) *xv, const T *w,
     const T *bias, T *y, int64_t ldy) {
     const int64_t n = KK ? KK : kk;
-    FNN_NAME(vec) acc[4][2];
+    FNN_NAME(vec) acc[FNN_TAPS_TILE_ROWS][2];
     for (int i = 0; i < R; i++)
         for (int v = 0; v < PV; v++) acc[i][v] = (FNN_NAME(vec)){0} + (bias ? bias[i] : 0);
 #pragma GCC unroll 16
@@ -289,10 +289,11 @@ static inline __attribute__((always_inline)) void FNN_NAME(taps_channels)(
     const int PV, const int KK, int64_t kk, const FNN_NAME(vec) *xv, const T *w, const T *bias,
     int64_t mg, T *y, int64_t ldy) {
     const int64_t n = KK ? KK : kk;
-    for (int64_t m = 0; m < mg; m += 4) {
+    for (int64_t m = 0; m < mg; m += FNN_TAPS_TILE_ROWS) {
         const T *bm = bias ? bias + m : NULL;
-        if (mg - m >= 4)
-            FNN_NAME(taps_tile)(4, PV, KK, kk, xv, w + m * n, bm, y + m * ldy, ldy);
+        if (mg - m >= FNN_TAPS_TILE_ROWS)
+            FNN_NAME(taps_tile)(FNN_TAPS_TILE_ROWS, PV, KK, kk, xv, w + m * n, bm, y + m * ldy,
+                                ldy);
         else
             for (int64_t i = m; i < mg; i++)
                 FNN_NAME(taps_tile)(1, PV, KK, kk, xv, w + i * n, bm ? bm + i - m : NULL,
