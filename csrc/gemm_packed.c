@@ -247,16 +247,32 @@ static void FNN_NAME(tile_rows)(int rows, int panels, int64_t k, const T *a, int
 #undef FNN_TILE_CASE
 }
 
-/* All m rows times `panels` whole panels: MR-row tiles one panel at a time,
+/* Row tiles over the first rows of m that go one panel at a time. When m is
+ * not a multiple of MR, a last short tile has few accumulators (a 4-row tail of
+ * 16 rows: 8 on AVX2) and its loads weigh more; so the rows are shared out
+ * evenly, ceil(m / MR) tiles, as long as every tile keeps at least MR - 1 rows
+ * (16 rows: 6, 5, 5). Otherwise full tiles, and the rest is panel_group's
+ * tail. Which tile computes an element does not change its chain. */
+static int64_t FNN_NAME(row_tiles)(int64_t m) {
+    const int64_t even = (m + FNN_MR - 1) / FNN_MR;
+    return m % FNN_MR && m / even >= FNN_MR - 1 ? even : m / FNN_MR;
+}
+
+/* Rows that row_tiles' tiles cover: all of m, or all but a tail under MR. */
+static int64_t FNN_NAME(tiled_rows)(int64_t m) {
+    return FNN_MIN(m, FNN_NAME(row_tiles)(m) * FNN_MR);
+}
+
+/* All m rows times `panels` whole panels: the row tiles one panel at a time,
  * and within a panel by blocks of FNN_KC_BYTES of it, which stay in L1 across
- * the row tiles; then the last rows (fewer than MR) across all the panels at
- * once, over all of k (they read each panel once). A tile's accumulators go
- * through C between blocks, which leaves every element's chain unchanged. */
+ * the row tiles; then the tail rows, if any, across all the panels at once,
+ * over all of k (they read each panel once). A tile's accumulators go through
+ * C between blocks, which leaves every element's chain unchanged. */
 static void FNN_NAME(panel_group)(int64_t m, int panels, int64_t k, const T *a, int64_t lda,
                                   const T *b, int64_t panel_size, int64_t ldp, const T *b_end,
                                   int beta, const T *bias, T *c, int64_t ldc) {
     const int64_t kc = FNN_MAX(FNN_KC_BYTES / (FNN_NR * (int64_t)sizeof(T)), 16);
-    const int64_t full = m - m % FNN_MR, tiles = full / FNN_MR;
+    const int64_t tiles = FNN_NAME(row_tiles)(m), full = FNN_NAME(tiled_rows)(m);
     for (int q = 0; q < panels; q++)
         for (int64_t p0 = 0; p0 < k; p0 += kc) {
             const int64_t kk = k - p0 < kc ? k - p0 : kc;
@@ -266,11 +282,12 @@ static void FNN_NAME(panel_group)(int64_t m, int panels, int64_t k, const T *a, 
             const char *next = (const char *)(block + kk * FNN_NR);
             const int64_t ahead = b_end ? FNN_MIN((const char *)b_end - next, FNN_KC_BYTES) : 0;
             const int64_t share = tiles ? (ahead / 64 + tiles - 1) / tiles * 64 : 0;
-            for (int64_t i = 0, t = 0; i < full; i += FNN_MR, t++) {
+            for (int64_t t = 0; t < tiles; t++) {
+                const int64_t i = full * t / tiles, rows = full * (t + 1) / tiles - i;
                 for (int64_t off = t * share; off < FNN_MIN((t + 1) * share, ahead); off += 64)
                     __builtin_prefetch(next + off, 0, 2);
-                FNN_NAME(tile_rows)(FNN_MR, 1, kk, a + i * lda + p0, lda, block, panel_size, ldp,
-                                    beta || p0 > 0, bias ? bias + i : NULL,
+                FNN_NAME(tile_rows)((int)rows, 1, kk, a + i * lda + p0, lda, block, panel_size,
+                                    ldp, beta || p0 > 0, bias ? bias + i : NULL,
                                     c + i * ldc + q * FNN_NR, ldc);
             }
         }
@@ -315,7 +332,7 @@ static void FNN_NAME(gemm_panels)(int64_t m, int64_t n0, int64_t n1, int64_t k, 
                                   int64_t lda, const T *b, int64_t panel_size, int64_t ldp,
                                   const T *b_end, int beta, const T *bias, T *c, int64_t ldc) {
     const int64_t full_end = n1 - (n1 - n0) % FNN_NR;
-    const int tail_rows = (int)(m % FNN_MR);
+    const int tail_rows = (int)(m - FNN_NAME(tiled_rows)(m));
     const int group = tail_rows ? FNN_GROUP(tail_rows) : 1;
     int64_t j = n0;
     for (; j + group * FNN_NR <= full_end; j += group * FNN_NR, b += group * panel_size)
