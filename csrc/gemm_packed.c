@@ -247,9 +247,9 @@ static void FNN_NAME(tile_rows)(int rows, int panels, int64_t k, const T *a, int
 #undef FNN_TILE_CASE
 }
 
-/* Row tiles over the first rows of m that go one panel at a time. When m is
- * not a multiple of MR, a last short tile has few accumulators (a 4-row tail of
- * 16 rows: 8 on AVX2) and its loads weigh more; so the rows are shared out
+/* How many row tiles panel_group runs one panel at a time. When m is not a
+ * multiple of MR, a last short tile has few accumulators (a 4-row tail of 16
+ * rows: 8 on AVX2) and its loads weigh more; so the rows are shared out
  * evenly, ceil(m / MR) tiles, as long as every tile keeps at least MR - 1 rows
  * (16 rows: 6, 5, 5). Otherwise full tiles, and the rest is panel_group's
  * tail. Which tile computes an element does not change its chain. */

@@ -148,16 +148,17 @@ static int64_t fnn_rnn_x_blocks(int mode) {
     return mode == FNN_RNN_LSTM ? 4 : mode == FNN_RNN_GRU ? 3 : 1;
 }
 
+/* Bytes of a workspace piece of `size` values: whole cache lines. */
+static size_t fnn_rnn_piece_bytes(int64_t size, size_t elem) {
+    return ((size_t)size * elem + 63) / 64 * 64;
+}
+
 /* A call's workspace: pieces of sizes[i] values of `elem` bytes, each on its
  * own cache lines, in one block from fnn_block_alloc, whose cache keeps it for
  * the next call: fresh pages each call (malloc maps blocks over 128 KB anew)
  * cost an LSTM at N = 1 (384 KB of packed weights) 5% of its time in page
  * faults. Returns the block (NULL when out of memory); pieces[i] is NULL where
  * sizes[i] is 0. */
-static size_t fnn_rnn_piece_bytes(int64_t size, size_t elem) {
-    return ((size_t)size * elem + 63) / 64 * 64;
-}
-
 static void *fnn_rnn_workspace(size_t elem, int count, const int64_t *sizes, void **pieces) {
     size_t total = 0;
     for (int i = 0; i < count; i++) {
