@@ -39,5 +39,7 @@ FNN_DEFINE_GEMV(double, f64, scipy_cblas_dgemv)
 
 static inline void fnn_blas_set_num_threads(int n) { scipy_openblas_set_num_threads(n); }
 static inline const char *fnn_blas_get_config(void) { return scipy_openblas_get_config(); }
+/* The kernels OpenBLAS picked at load (its build configuration names only its build host's). */
+static inline const char *fnn_blas_get_core(void) { return scipy_openblas_get_corename(); }
 
 #endif

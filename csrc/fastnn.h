@@ -48,6 +48,7 @@ int fnn_conv_algorithm(void);
 int64_t fnn_cache_bytes(int level);
 const char *fnn_compiler(void);
 const char *fnn_blas_config(void);
+const char *fnn_blas_core(void);
 /* Large blocks of memory (uninitialized; NULL when out of memory or when
  * `bytes` overflows), on small pages or (FNN_BLOCK_HUGE) transparent huge
  * pages: kernels' workspaces, and the Python layer's large outputs. Released
@@ -221,8 +222,9 @@ int fnn_gemm_batch_f64(int64_t batch, int64_t m, int64_t n, int64_t k, const dou
  *   b is an n x k weight W and B = W^T), into fnn_packed_size elements at bp.
  * - fnn_gemm_packed: c[i*ldc + j] = (accumulate ? c[i*ldc + j] : 0) + sum_p a[i*lda + p] *
  *   B[p][j] for i < m and n0 <= j < n1, n0 a multiple of fnn_packed_nr; flags are
- *   FNN_PACKED_ACCUMULATE (without it, c is only written) and FNN_PACKED_PREFETCH (the
- *   caller's panels do not stay in L2 from call to call: fetch them ahead). Single-threaded,
+ *   FNN_PACKED_ACCUMULATE (without it, c is only written), FNN_PACKED_PREFETCH (the
+ *   caller's panels do not stay in L2 from call to call: fetch them ahead) and
+ *   FNN_PACKED_TRANS_A (A is stored transposed: a[p*lda + i] in place of a[i*lda + p]). Single-threaded,
  *   re-entrant, allocates nothing: one thread per column range. Element (i, j) does not
  *   depend on n0, n1, m or the prefetch, so ranges split over threads give the bits of
  *   one call.
@@ -230,7 +232,7 @@ int fnn_gemm_batch_f64(int64_t batch, int64_t m, int64_t n, int64_t k, const dou
  *   with no packing (the caller lays it out as the tiles read it: im2col's columns),
  *   without FNN_PACKED_ACCUMULATE starting row i's sums from bias[i] (bias NULL: 0);
  *   nothing past column n of b is read. */
-enum { FNN_PACKED_ACCUMULATE = 1, FNN_PACKED_PREFETCH = 2 };
+enum { FNN_PACKED_ACCUMULATE = 1, FNN_PACKED_PREFETCH = 2, FNN_PACKED_TRANS_A = 4 };
 #define FNN_DECLARE_PACKED(T, SFX)                                                             \
     int64_t fnn_packed_nr_##SFX(void);                                                         \
     int64_t fnn_packed_size_##SFX(int64_t k, int64_t n);                                       \

@@ -176,8 +176,8 @@ static void FNN_NAME(pack_b)(int64_t k, int64_t n, const T *b, int64_t ldb, int 
  * panel_size apart, their rows ldp apart (NR when packed). Inlined with constant
  * rows and panels, so that the accumulators live in registers. */
 static inline __attribute__((always_inline)) void FNN_NAME(tile)(
-    const int rows, const int panels, int64_t k, const T *a, int64_t lda, const T *b,
-    int64_t panel_size, int64_t ldp, int beta, const T *bias, T *c, int64_t ldc) {
+    const int rows, const int panels, const int a_trans, int64_t k, const T *a, int64_t lda,
+    const T *b, int64_t panel_size, int64_t ldp, int beta, const T *bias, T *c, int64_t ldc) {
     enum { V = FNN_PANEL_VECS, W = FNN_GROUP(1) * FNN_PANEL_VECS };
     vec_t acc[FNN_MR][W];
 #pragma GCC unroll 8
@@ -191,10 +191,12 @@ static inline __attribute__((always_inline)) void FNN_NAME(tile)(
      * base + index * 1 or 2, so that all the rows' pointers take four
      * registers. The empty asm keeps GCC from turning them back into one
      * pointer plus an offset per row, which it spilled to the stack (6
-     * reloads per p; 1.10-1.20x on the AVX2 recurrent shapes). */
-    const char *a0 = (const char *)a, *a3 = (const char *)(rows > 3 ? a + 3 * lda : a);
-    const char *const a0_end = a0 + k * (int64_t)sizeof(T);
+     * reloads per p; 1.10-1.20x on the AVX2 recurrent shapes). With a_trans
+     * (A^T stored, its rows lda apart) the rows are neighbours at a0. */
     const int64_t lda_bytes = lda * (int64_t)sizeof(T);
+    const int64_t step = a_trans ? lda_bytes : (int64_t)sizeof(T);
+    const char *a0 = (const char *)a, *a3 = (const char *)(rows > 3 && !a_trans ? a + 3 * lda : a);
+    const char *const a0_end = a0 + k * step;
     for (; a0 != a0_end; b += ldp) {
         vec_t bv[W];
 #pragma GCC unroll 8
@@ -202,12 +204,13 @@ static inline __attribute__((always_inline)) void FNN_NAME(tile)(
             bv[q] = *(const vec_u *)(b + (q / V) * panel_size + (q % V) * FNN_LANES);
 #pragma GCC unroll 8
         for (int r = 0; r < rows; r++) {
-            T ar = *(const T *)((r < 3 ? a0 : a3) + (r % 3) * lda_bytes);
+            T ar = a_trans ? *(const T *)(a0 + r * sizeof(T))
+                           : *(const T *)((r < 3 ? a0 : a3) + (r % 3) * lda_bytes);
 #pragma GCC unroll 8
             for (int q = 0; q < panels * V; q++) acc[r][q] = FNN_FMA(bv[q], ar, acc[r][q]);
         }
-        a0 += sizeof(T);
-        a3 += sizeof(T);
+        a0 += step;
+        a3 += step;
         __asm__("" : "+r"(a0), "+r"(a3));
     }
 #pragma GCC unroll 8
@@ -218,16 +221,18 @@ static inline __attribute__((always_inline)) void FNN_NAME(tile)(
 }
 
 /* tile() for a run-time row count; panels is 1 or FNN_GROUP(rows). */
-static void FNN_NAME(tile_rows)(int rows, int panels, int64_t k, const T *a, int64_t lda,
-                                const T *b, int64_t panel_size, int64_t ldp, int beta,
-                                const T *bias, T *c, int64_t ldc) {
+static void FNN_NAME(tile_rows)(int rows, int panels, int a_trans, int64_t k, const T *a,
+                                int64_t lda, const T *b, int64_t panel_size, int64_t ldp,
+                                int beta, const T *bias, T *c, int64_t ldc) {
     assert(rows >= 1 && rows <= FNN_MR && (panels == 1 || panels == FNN_GROUP(rows)));
+#define FNN_TILE_AS(R, P, AT) \
+    FNN_NAME(tile)(R, P, AT, k, a, lda, b, panel_size, ldp, beta, bias, c, ldc)
 #define FNN_TILE_CASE(R)                                                                      \
     case R:                                                                                   \
         if (panels == 1)                                                                      \
-            FNN_NAME(tile)(R, 1, k, a, lda, b, panel_size, ldp, beta, bias, c, ldc);          \
+            a_trans ? FNN_TILE_AS(R, 1, 1) : FNN_TILE_AS(R, 1, 0);                            \
         else                                                                                  \
-            FNN_NAME(tile)(R, FNN_GROUP(R), k, a, lda, b, panel_size, ldp, beta, bias, c, ldc); \
+            a_trans ? FNN_TILE_AS(R, FNN_GROUP(R), 1) : FNN_TILE_AS(R, FNN_GROUP(R), 0);      \
         break;
     switch (rows) {
         FNN_TILE_CASE(1)
@@ -245,6 +250,13 @@ static void FNN_NAME(tile_rows)(int rows, int panels, int64_t k, const T *a, int
 #endif
     }
 #undef FNN_TILE_CASE
+#undef FNN_TILE_AS
+}
+
+/* Element (i, p) of A: a[i * lda + p], or with a_trans a[p * lda + i]. */
+static inline const T *FNN_NAME(a_at)(const T *a, int64_t lda, int a_trans, int64_t i,
+                                      int64_t p) {
+    return a_trans ? a + p * lda + i : a + i * lda + p;
 }
 
 /* How many row tiles panel_group runs one panel at a time. When m is not a
@@ -269,8 +281,8 @@ static int64_t FNN_NAME(tiled_rows)(int64_t m) {
  * over all of k (they read each panel once). A tile's accumulators go through
  * C between blocks, which leaves every element's chain unchanged. */
 static void FNN_NAME(panel_group)(int64_t m, int panels, int64_t k, const T *a, int64_t lda,
-                                  const T *b, int64_t panel_size, int64_t ldp, const T *b_end,
-                                  int beta, const T *bias, T *c, int64_t ldc) {
+                                  int a_trans, const T *b, int64_t panel_size, int64_t ldp,
+                                  const T *b_end, int beta, const T *bias, T *c, int64_t ldc) {
     const int64_t kc = FNN_MAX(FNN_KC_BYTES / (FNN_NR * (int64_t)sizeof(T)), 16);
     const int64_t tiles = FNN_NAME(row_tiles)(m), full = FNN_NAME(tiled_rows)(m);
     for (int q = 0; q < panels; q++)
@@ -286,13 +298,14 @@ static void FNN_NAME(panel_group)(int64_t m, int panels, int64_t k, const T *a, 
                 const int64_t i = full * t / tiles, rows = full * (t + 1) / tiles - i;
                 for (int64_t off = t * share; off < FNN_MIN((t + 1) * share, ahead); off += 64)
                     __builtin_prefetch(next + off, 0, 2);
-                FNN_NAME(tile_rows)((int)rows, 1, kk, a + i * lda + p0, lda, block, panel_size,
-                                    ldp, beta || p0 > 0, bias ? bias + i : NULL,
-                                    c + i * ldc + q * FNN_NR, ldc);
+                FNN_NAME(tile_rows)((int)rows, 1, a_trans, kk, FNN_NAME(a_at)(a, lda, a_trans, i, p0),
+                                    lda, block, panel_size, ldp, beta || p0 > 0,
+                                    bias ? bias + i : NULL, c + i * ldc + q * FNN_NR, ldc);
             }
         }
     if (full < m)
-        FNN_NAME(tile_rows)((int)(m - full), panels, k, a + full * lda, lda, b, panel_size, ldp,
+        FNN_NAME(tile_rows)((int)(m - full), panels, a_trans, k,
+                            FNN_NAME(a_at)(a, lda, a_trans, full, 0), lda, b, panel_size, ldp,
                             beta, bias ? bias + full : NULL, c + full * ldc, ldc);
 }
 
@@ -302,8 +315,8 @@ static void FNN_NAME(panel_group)(int64_t m, int panels, int64_t k, const T *a, 
  * (what lies past `cols` there only meets columns that are dropped); its
  * last rows, where it would not, through a zero-padded copy. */
 static void FNN_NAME(edge_panel)(int64_t m, int64_t cols, int64_t k, const T *a, int64_t lda,
-                                 const T *b, int64_t ldp, int beta, const T *bias, T *c,
-                                 int64_t ldc) {
+                                 int a_trans, const T *b, int64_t ldp, int beta, const T *bias,
+                                 T *c, int64_t ldc) {
     const int64_t in_place = FNN_MAX(0, k - (FNN_NR - cols + ldp - 1) / ldp);
     const size_t row_bytes = (size_t)cols * sizeof(T);
     T tail[FNN_NR * FNN_NR], buf[FNN_MR * FNN_NR] = {0}; /* tail: under NR rows */
@@ -316,12 +329,13 @@ static void FNN_NAME(edge_panel)(int64_t m, int64_t cols, int64_t k, const T *a,
         for (int r = 0; beta && r < rows; r++)
             memcpy(buf + r * FNN_NR, c + (i + r) * ldc, row_bytes);
         if (in_place > 0)
-            FNN_NAME(tile_rows)(rows, 1, in_place, a + i * lda, lda, b, 0, ldp, beta, row_bias,
-                                buf, FNN_NR);
+            FNN_NAME(tile_rows)(rows, 1, a_trans, in_place, FNN_NAME(a_at)(a, lda, a_trans, i, 0),
+                                lda, b, 0, ldp, beta, row_bias, buf, FNN_NR);
         if (in_place < k)
-            FNN_NAME(tile_rows)(rows, 1, k - in_place, a + i * lda + in_place, lda, tail, 0,
-                                FNN_NR, beta || in_place > 0, in_place > 0 ? NULL : row_bias,
-                                buf, FNN_NR);
+            FNN_NAME(tile_rows)(rows, 1, a_trans, k - in_place,
+                                FNN_NAME(a_at)(a, lda, a_trans, i, in_place), lda, tail, 0, FNN_NR,
+                                beta || in_place > 0, in_place > 0 ? NULL : row_bias, buf,
+                                FNN_NR);
         for (int r = 0; r < rows; r++) memcpy(c + (i + r) * ldc, buf + r * FNN_NR, row_bytes);
     }
 }
@@ -329,18 +343,21 @@ static void FNN_NAME(edge_panel)(int64_t m, int64_t cols, int64_t k, const T *a,
 /* Columns [n0, n1) of c (+)= a @ B, B's panels panel_size apart and their rows
  * ldp apart, from b (panel n0 / NR); b_end: see FNN_PACKED_PREFETCH. */
 static void FNN_NAME(gemm_panels)(int64_t m, int64_t n0, int64_t n1, int64_t k, const T *a,
-                                  int64_t lda, const T *b, int64_t panel_size, int64_t ldp,
-                                  const T *b_end, int beta, const T *bias, T *c, int64_t ldc) {
+                                  int64_t lda, int a_trans, const T *b, int64_t panel_size,
+                                  int64_t ldp, const T *b_end, int beta, const T *bias, T *c,
+                                  int64_t ldc) {
     const int64_t full_end = n1 - (n1 - n0) % FNN_NR;
     const int tail_rows = (int)(m - FNN_NAME(tiled_rows)(m));
     const int group = tail_rows ? FNN_GROUP(tail_rows) : 1;
     int64_t j = n0;
     for (; j + group * FNN_NR <= full_end; j += group * FNN_NR, b += group * panel_size)
-        FNN_NAME(panel_group)(m, group, k, a, lda, b, panel_size, ldp, b_end, beta, bias, c + j,
-                              ldc);
+        FNN_NAME(panel_group)(m, group, k, a, lda, a_trans, b, panel_size, ldp, b_end, beta, bias,
+                              c + j, ldc);
     for (; j < full_end; j += FNN_NR, b += panel_size)
-        FNN_NAME(panel_group)(m, 1, k, a, lda, b, panel_size, ldp, b_end, beta, bias, c + j, ldc);
-    if (j < n1) FNN_NAME(edge_panel)(m, n1 - j, k, a, lda, b, ldp, beta, bias, c + j, ldc);
+        FNN_NAME(panel_group)(m, 1, k, a, lda, a_trans, b, panel_size, ldp, b_end, beta, bias,
+                              c + j, ldc);
+    if (j < n1)
+        FNN_NAME(edge_panel)(m, n1 - j, k, a, lda, a_trans, b, ldp, beta, bias, c + j, ldc);
 }
 
 static void FNN_NAME(gemm_packed)(int64_t m, int64_t n0, int64_t n1, int64_t k, const T *a,
@@ -352,8 +369,9 @@ static void FNN_NAME(gemm_packed)(int64_t m, int64_t n0, int64_t n1, int64_t k, 
      * an LSTM with H = 512 (W_hh 4 MB) 2-6% faster, but one with H = 256 (1 MB,
      * in L2) 1% slower on one thread and 7% on two, hence the caller's flag. */
     const T *b_end = flags & FNN_PACKED_PREFETCH ? bp + full_end / FNN_NR * panel_size : NULL;
-    FNN_NAME(gemm_panels)(m, n0, n1, k, a, lda, bp + n0 / FNN_NR * panel_size, panel_size,
-                          FNN_NR, b_end, (flags & FNN_PACKED_ACCUMULATE) != 0, NULL, c, ldc);
+    FNN_NAME(gemm_panels)(m, n0, n1, k, a, lda, (flags & FNN_PACKED_TRANS_A) != 0,
+                          bp + n0 / FNN_NR * panel_size, panel_size, FNN_NR, b_end,
+                          (flags & FNN_PACKED_ACCUMULATE) != 0, NULL, c, ldc);
 }
 
 /* The same tiles on B read in place, row-major: its panels are NR columns of
@@ -362,8 +380,8 @@ static void FNN_NAME(gemm_packed)(int64_t m, int64_t n0, int64_t n1, int64_t k, 
 static void FNN_NAME(gemm_rows)(int64_t m, int64_t n, int64_t k, const T *a, int64_t lda,
                                 const T *b, int64_t ldb, const T *bias, int flags, T *c,
                                 int64_t ldc) {
-    FNN_NAME(gemm_panels)(m, 0, n, k, a, lda, b, FNN_NR, ldb, NULL,
-                          (flags & FNN_PACKED_ACCUMULATE) != 0, bias, c, ldc);
+    FNN_NAME(gemm_panels)(m, 0, n, k, a, lda, (flags & FNN_PACKED_TRANS_A) != 0, b, FNN_NR, ldb,
+                          NULL, (flags & FNN_PACKED_ACCUMULATE) != 0, bias, c, ldc);
 }
 
 #undef FNN_LANES

@@ -78,6 +78,16 @@ static const fnn_rnn_ops *fnn_rnn_ops_now(void) {
 #define FNN_RNN_ROWS 64
 #define FNN_RNN_CHUNK_ROWS 256
 
+/* The weight gradients' GEMMs run on our tiles, not OpenBLAS's, whose kernels
+ * are those it picks at load or OPENBLAS_CORETYPE forces: on a Zen 5 (AVX-512)
+ * with OPENBLAS_CORETYPE=Haswell, training 1.22-1.25x faster at 1 thread
+ * (LSTM, GRU at batch 32-64), 1.20-1.27x at 2; against its AVX-512 kernels
+ * 1.01-1.04x. Items of FNN_RNN_GRAD_PANELS panels of their columns (dG's; 4
+ * panels and A blocks of L2/4 were the same within 1-4%), blocks of A (x or
+ * h_prev read transposed, all steps) of FNN_RNN_GRAD_A_BYTES. */
+#define FNN_RNN_GRAD_PANELS 2
+#define FNN_RNN_GRAD_A_BYTES (fnn_cache_bytes(2) / 2)
+
 /* A split by batch rows needs W_hh (packed) within half of a core's L2 (the
  * rest is the rows' states and gates) and 8 rows per thread. */
 #define FNN_RNN_L2_BYTES (fnn_cache_bytes(2) / 2)
@@ -581,30 +591,57 @@ static void FNN_T(fnn_rnn_colsum)(int64_t rows, int64_t G, const T *dg, int64_t 
         for (int64_t j = j0; j < j1; j++) db[j] += dg[r * G + src + j];
 }
 
+/* dst (cols x rows, rows ldd apart) = src (rows x cols, rows lds apart)
+ * transposed, by blocks of 16 columns whose destination rows stay in L1. */
+static void FNN_T(fnn_rnn_transpose)(int64_t rows, int64_t cols, const T *src, int64_t lds,
+                                     T *dst, int64_t ldd) {
+    for (int64_t j0 = 0; j0 < cols; j0 += 16) {
+        const int64_t j1 = j0 + 16 < cols ? j0 + 16 : cols;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = j0; j < j1; j++) dst[j * ldd + r] = src[r * lds + j];
+    }
+}
+
+/* Values of k per block of a weight gradient's GEMM (m rows of A): the block
+ * of A stays in L2 while every panel of the item's columns runs over it. */
+static int64_t FNN_T(fnn_rnn_grad_kc)(int64_t m) {
+    return fnn_max64(64, FNN_RNN_GRAD_A_BYTES / (m * (int64_t)sizeof(T)));
+}
+
+/* c (m x n) = at^T @ b for at (k x m) and b (k x n), rows lda and ldb apart,
+ * on our tiles, b packed into `packed` by blocks of k (fnn_rnn_grad_kc). */
+static void FNN_T(fnn_rnn_grad_gemm)(int64_t m, int64_t n, int64_t k, const T *at, int64_t lda,
+                                     const T *b, int64_t ldb, T *packed, T *c, int64_t ldc) {
+    const int64_t kc = FNN_T(fnn_rnn_grad_kc)(m);
+    for (int64_t p0 = 0; p0 < k; p0 += kc) {
+        const int64_t kk = k - p0 < kc ? k - p0 : kc;
+        FNN_T(fnn_pack_b)(kk, n, b + p0 * ldb, ldb, 0, packed);
+        FNN_T(fnn_gemm_packed)(m, 0, n, kk, at + p0 * lda, lda, packed,
+                               FNN_PACKED_TRANS_A | (p0 > 0 ? FNN_PACKED_ACCUMULATE : 0), c, ldc);
+    }
+}
+
 /* Rows [r0, r1) of the weight and bias gradients, all steps at once: dW_ih
- * = dG_x^T x, dW_hh = dG_h^T h_prev, db = column sums. For GRU, the input part
- * of row j >= 2H (the n gate) is column j + H of dG (the fourth block), so
- * a range crossing 2H is done in two pieces. */
+ * = dG_x^T x, dW_hh = dG_h^T h_prev, db = column sums. Each is computed
+ * transposed, x^T dG_x (x, read transposed, is A; dG's columns are B), into
+ * `tmp` and transposed back. For GRU, the input part of row j >= 2H (the n
+ * gate) is column j + H of dG (the fourth block), so a range crossing 2H is
+ * done in two pieces. */
 static void FNN_T(fnn_rnn_param_grads)(int64_t r0, int64_t r1, int64_t split, int64_t H,
                                        int64_t rows, int64_t G, int64_t In, const T *dg,
-                                       const T *x, const T *hprev, T *dw_ih, T *dw_hh,
-                                       T *db_ih, T *db_hh) {
+                                       const T *x, const T *hprev, T *packed, T *tmp, T *dw_ih,
+                                       T *dw_hh, T *db_ih, T *db_hh) {
     for (int64_t a = r0; a < r1;) {
         int64_t b = a < split && split < r1 ? split : r1, src = a >= split ? H : 0;
-        FNN_T(fnn_gemm)(1, 0, b - a, In, rows, 1, dg + a + src, G, x, In, 0, dw_ih + a * In, In);
+        FNN_T(fnn_rnn_grad_gemm)(In, b - a, rows, x, In, dg + a + src, G, packed, tmp, b - a);
+        FNN_T(fnn_rnn_transpose)(In, b - a, tmp, b - a, dw_ih + a * In, In);
         if (db_ih) FNN_T(fnn_rnn_colsum)(rows, G, dg, src, a, b, db_ih);
         a = b;
     }
-    FNN_T(fnn_gemm)(1, 0, r1 - r0, H, rows, 1, dg + r0, G, hprev, H, 0, dw_hh + r0 * H, H);
+    FNN_T(fnn_rnn_grad_gemm)(H, r1 - r0, rows, hprev, H, dg + r0, G, packed, tmp, r1 - r0);
+    FNN_T(fnn_rnn_transpose)(H, r1 - r0, tmp, r1 - r0, dw_hh + r0 * H, H);
     if (db_hh) FNN_T(fnn_rnn_colsum)(rows, G, dg, 0, r0, r1, db_hh);
 }
-
-/* Parts of the weight gradients' rows: few, because OpenBLAS repacks the
- * whole other operand (x or h_prev, all steps) for every part (64-row parts
- * spent 11% of an LSTM's training there; 2 parts against 4, training 1.02x on
- * LSTM and GRU, 1.06x on RNN tanh at 1 thread, 1.01-1.03x at 2); fixed, so
- * that the thread count does not change the calls. */
-#define FNN_RNN_WEIGHT_PARTS 2
 
 int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, const T *w_hh,
                            const int64_t *lengths, const int64_t *rows, T *gates, const T *hs,
@@ -617,13 +654,21 @@ int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, c
     const int64_t G = gru ? 4 * H : xcols, NH = N * H, all_rows = steps * N;
     const int64_t hsize = FNN_T(fnn_packed_size)(xcols, H), xsize = FNN_T(fnn_packed_size)(H, In);
     const fnn_rnn_ops *ops = fnn_rnn_ops_now();
+    const int nt = fnn_get_num_threads();
+    const int by_rows = fnn_rnn_by_rows(N, hsize * (int64_t)sizeof(T), nt);
+    const int threads = FNN_T(fnn_rnn_threads)(H, 2 * N * xcols * (In + H), by_rows, nt);
 
-    const int64_t sizes[] = {hsize, blocks * xsize, 2 * NH, lstm ? NH : 0, H};
-    void *pieces[5];
-    void *ws = fnn_rnn_workspace(sizeof(T), 5, sizes, pieces);
+    /* per thread: a weight gradient item's packed B and its result */
+    const int64_t grad_cols = FNN_RNN_GRAD_PANELS * FNN_T(fnn_packed_nr)();
+    const int64_t grad_kc = fnn_min64(all_rows, FNN_T(fnn_rnn_grad_kc)(fnn_min64(In, H)));
+    const int64_t grad_ws = FNN_T(fnn_packed_size)(grad_kc, grad_cols) +
+                            fnn_max64(In, H) * grad_cols;
+    const int64_t sizes[] = {hsize, blocks * xsize, 2 * NH, lstm ? NH : 0, H, threads * grad_ws};
+    void *pieces[6];
+    void *ws = fnn_rnn_workspace(sizeof(T), 6, sizes, pieces);
     if (!ws) return FNN_ENOMEM;
     T *packed_hh = pieces[0], *packed_ih = pieces[1], *dhbuf = pieces[2], *dc = pieces[3];
-    T *zeros = pieces[4];
+    T *zeros = pieces[4], *grad_buf = pieces[5];
     memset(zeros, 0, (size_t)H * sizeof(T));
     FNN_T(fnn_rnn_copy_rows)(N, H, rows, 1, dh_n, dhbuf);
     if (lstm) FNN_T(fnn_rnn_copy_rows)(N, H, rows, 1, dc_n, dc);
@@ -631,9 +676,6 @@ int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, c
     const int64_t split = gru ? 2 * H : xcols;
     const int64_t row_blocks = (all_rows + FNN_RNN_ROWS - 1) / FNN_RNN_ROWS;
     const T *hprev = hs + (reverse ? NH : 0);
-    const int nt = fnn_get_num_threads();
-    const int by_rows = fnn_rnn_by_rows(N, hsize * (int64_t)sizeof(T), nt);
-    const int threads = FNN_T(fnn_rnn_threads)(H, 2 * N * xcols * (In + H), by_rows, nt);
     const int pf_hh = fnn_rnn_prefetch(hsize * (int64_t)sizeof(T), by_rows, threads);
     const int pf_ih = fnn_rnn_prefetch(blocks * xsize * (int64_t)sizeof(T), 1, threads);
 #pragma omp parallel num_threads(threads)
@@ -679,12 +721,13 @@ int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, c
         }
 #pragma omp barrier
         /* The gate gradients are complete; what remains are GEMMs and sums
-         * over all steps, in fixed parts. */
+         * over all steps. */
+        T *packed = grad_buf + omp_get_thread_num() * grad_ws;
+        T *tmp = packed + FNN_T(fnn_packed_size)(grad_kc, grad_cols);
 #pragma omp for schedule(static) nowait
-        for (int64_t part = 0; part < FNN_RNN_WEIGHT_PARTS; part++)
-            FNN_T(fnn_rnn_param_grads)(xcols * part / FNN_RNN_WEIGHT_PARTS,
-                                       xcols * (part + 1) / FNN_RNN_WEIGHT_PARTS, split, H,
-                                       all_rows, G, In, gates, x, hprev, dw_ih, dw_hh, db_ih,
+        for (int64_t c0 = 0; c0 < xcols; c0 += grad_cols)
+            FNN_T(fnn_rnn_param_grads)(c0, fnn_min64(xcols, c0 + grad_cols), split, H, all_rows,
+                                       G, In, gates, x, hprev, packed, tmp, dw_ih, dw_hh, db_ih,
                                        db_hh);
 #pragma omp for schedule(static)
         for (int64_t rb = 0; rb < row_blocks; rb++) {

@@ -193,3 +193,4 @@ int fnn_conv_algorithm(void) { return fnn_conv_choice; }
 int64_t fnn_cache_bytes(int level) { return level == 1 ? fnn_l1_bytes : fnn_l2_bytes; }
 const char *fnn_compiler(void) { return FNN_COMPILER; }
 const char *fnn_blas_config(void) { return fnn_blas_get_config(); }
+const char *fnn_blas_core(void) { return fnn_blas_get_core(); }

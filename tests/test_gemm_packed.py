@@ -1,8 +1,8 @@
 """The packed-panel GEMM of the recurrent per-step product (csrc/gemm_packed.c), through
 the `_kernels.gemm_packed` hook, against NumPy: sizes around the register tile (MR is at
 most 6 on every path, NR is `packed_nr`) and odd ones, both layouts of B, beta 0 and 1,
-column ranges, strided rows, and the bits of a full call against column ranges and single
-rows; and its tiles on a row-major B read in place (`_kernels.gemm_rows`, convolution's
+column ranges, strided rows, A read transposed, and the bits of a full call against column
+ranges and single rows; and its tiles on a row-major B read in place (`_kernels.gemm_rows`, convolution's
 forward), with a bias. The whole file also runs under the forced portable and AVX2 paths
 (FASTNN_SIMD), in a subprocess."""
 from __future__ import annotations
@@ -134,6 +134,26 @@ def test_prefetch_changes_no_bit(rng, dtype, beta):
         _kernels.gemm_packed(a, b, True, n0, n1, bool(beta), plain)
         _kernels.gemm_packed(a, b, True, n0, n1, bool(beta), ahead, prefetch=True)
         np.testing.assert_array_equal(ahead, plain, err_msg=f"columns [{n0}, {n1})")
+
+
+@pytest.mark.parametrize("beta", [0, 1])
+@pytest.mark.parametrize("m", [1, 3, MAX_MR, 2 * MAX_MR + 1])
+def test_transposed_a_gives_the_bits_of_a(rng, dtype, m, beta):
+    """FNN_PACKED_TRANS_A reads A = a.T in place (the recurrences' weight gradients read x
+    and h that way): the same chains, so the same bits as a.T copied, on every tile shape,
+    k blocks and a partial last panel; the rows of a.T may lie further apart than m."""
+    nr = _nr(dtype)
+    n, k = 3 * nr + 5, 700
+    a, b = _operands(rng, m, n, k, dtype, 0)
+    wide = np.zeros((k, m + 9), dtype)
+    wide[:, 2:2 + m] = a.T
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    for n0, n1 in [(0, n), (nr, n)]:
+        plain, trans = c0.copy(), c0.copy()
+        _kernels.gemm_packed(a, b, False, n0, n1, bool(beta), plain)
+        _kernels.gemm_packed(wide[:, 2:2 + m], b, False, n0, n1, bool(beta), trans, trans_a=True)
+        np.testing.assert_array_equal(trans, plain, err_msg=f"columns [{n0}, {n1})")
+        assert_close(trans, _expected(a, b, 0, beta, c0, n0, n1), dtype)
 
 
 def test_nan_and_inf_propagate(dtype):

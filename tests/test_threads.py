@@ -183,12 +183,16 @@ def _subprocess_env(**overrides):
 
 def test_config_reports_the_caches_that_size_the_blocks(capsys):
     """The per-core L1d and L2 the kernels block for: what the system reports, or the
-    32 KB / 1 MB fallback; either way a positive size, and L2 above L1."""
+    32 KB / 1 MB fallback; either way a positive size, and L2 above L1. Also the kernels
+    OpenBLAS picked at load (OPENBLAS_CORETYPE may force them)."""
     from fastnn import _kernels
-    l1, l2 = _kernels.config()[3:]
+    l1, l2, blas_core = _kernels.config()[3:]
     assert 0 < l1 < l2
+    assert blas_core
     fastnn.show_config()
-    assert f"caches: L1d {l1 // 1024} KB, L2 {l2 // 1024} KB per core" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"caches: L1d {l1 // 1024} KB, L2 {l2 // 1024} KB per core" in out
+    assert f"{blas_core} kernels, 1 thread" in out
 
 
 def test_omp_num_threads_sets_the_default():

@@ -36,11 +36,11 @@ def config() -> dict:
 
     from fastnn import __version__
 
-    simd, compiler, blas, l1, l2 = _kernels.config()
+    simd, compiler, blas, l1, l2, blas_core = _kernels.config()
     return {"fastnn": __version__, "numpy": np.__version__,
             "python": sys.version.split()[0], "compiler": compiler, "simd": simd,
             "caches": f"L1d {l1 // 1024} KB, L2 {l2 // 1024} KB per core",
-            "blas": f"scipy-openblas32 ({blas.strip()}), 1 thread",
+            "blas": f"scipy-openblas32 ({blas.strip()}), {blas_core} kernels, 1 thread",
             "threads": get_num_threads()}
 
 

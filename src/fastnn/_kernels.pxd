@@ -21,6 +21,7 @@ cdef extern from "fastnn.h" nogil:
     int64_t fnn_cache_bytes(int level)
     const char *fnn_compiler()
     const char *fnn_blas_config()
+    const char *fnn_blas_core()
 
     int fnn_im2col_f32(const fnn_conv_shape *s, const float *x, float *cols)
     int fnn_im2col_f64(const fnn_conv_shape *s, const double *x, double *cols)
@@ -110,6 +111,7 @@ cdef extern from "fastnn.h" nogil:
     enum:
         FNN_PACKED_ACCUMULATE
         FNN_PACKED_PREFETCH
+        FNN_PACKED_TRANS_A
 
     enum:
         FNN_RNN_LSTM

@@ -93,9 +93,9 @@ def get_num_threads():
 
 
 def config():
-    """(SIMD path, compiler, BLAS configuration, L1d bytes, L2 bytes)."""
+    """(SIMD path, compiler, BLAS configuration, L1d bytes, L2 bytes, BLAS kernels)."""
     return (fnn_simd_name().decode(), fnn_compiler().decode(), fnn_blas_config().decode(),
-            fnn_cache_bytes(1), fnn_cache_bytes(2))
+            fnn_cache_bytes(1), fnn_cache_bytes(2), fnn_blas_core().decode())
 
 
 cdef void _need_unfold(fnn_conv_shape *s, Py_ssize_t nx, Py_ssize_t ncols) except *:
@@ -406,9 +406,10 @@ cdef int64_t _row_stride(const floating[:, :] x, str fn, str name) except -1:
 
 def gemm_packed(const floating[:, :] a, const floating[:, :] b, bint trans_b,
                 Py_ssize_t n0, Py_ssize_t n1, bint beta, floating[:, :] c,
-                Py_ssize_t steps=1, bint prefetch=False):
-    """c[:, n0:n1] = (c[:, n0:n1] if beta else 0) + (a @ B)[:, n0:n1], B = b.T if trans_b
+                Py_ssize_t steps=1, bint prefetch=False, bint trans_a=False):
+    """c[:, n0:n1] = (c[:, n0:n1] if beta else 0) + (A @ B)[:, n0:n1], B = b.T if trans_b
     else b, with B packed into a fresh buffer first; with beta false c is only written.
+    A = a.T read in place if trans_a (FNN_PACKED_TRANS_A) else a.
 
     Not public API: the test and benchmark hook of the recurrent per-step GEMM. Rows
     of a, b and c may lie further apart than their width (slices of wider arrays);
@@ -416,7 +417,8 @@ def gemm_packed(const floating[:, :] a, const floating[:, :] b, bint trans_b,
     as a step loop does (with beta, c then gains a @ B that many times). `prefetch`
     sets FNN_PACKED_PREFETCH, which must not change a bit of c.
     """
-    cdef int64_t m = a.shape[0], k = a.shape[1]
+    cdef int64_t m = a.shape[1] if trans_a else a.shape[0]
+    cdef int64_t k = a.shape[0] if trans_a else a.shape[1]
     cdef int64_t n = b.shape[0] if trans_b else b.shape[1]
     cdef int64_t nr, size
     cdef Py_ssize_t step
@@ -425,7 +427,8 @@ def gemm_packed(const floating[:, :] a, const floating[:, :] b, bint trans_b,
     cdef int64_t ldc = _row_stride(c, "gemm_packed", "c")
     cdef floating *bp
     cdef int flags = ((FNN_PACKED_ACCUMULATE if beta else 0) |
-                      (FNN_PACKED_PREFETCH if prefetch else 0))
+                      (FNN_PACKED_PREFETCH if prefetch else 0) |
+                      (FNN_PACKED_TRANS_A if trans_a else 0))
     if (b.shape[1] if trans_b else b.shape[0]) != k or c.shape[0] != m or c.shape[1] != n:
         raise ValueError("gemm_packed: shapes of a, b, c do not fit c = a @ op(b)")
     if m == 0 or n == 0 or k == 0:
