@@ -2,7 +2,8 @@
  * with stride 1, no dilation and one group: each 2x2 tile of the output is
  * A^T [(G g G^T) . (B^T d B)] A over the 4x4 input patch d under it, so the
  * 36 multiplies per tile and channel pair of im2col + GEMM become 16, done as
- * 16 GEMMs (one per point xi of the 4x4 transform):
+ * 16 GEMMs (one per point xi of the 4x4 transform) on the packed GEMM's tiles,
+ * V read in place (fnn_gemm_rows):
  *     M_xi (M x tiles) = U_xi (M x C) @ V_xi (C x tiles),
  * U = G g G^T the weights transformed once per call, V = B^T d B the input's
  * tiles transformed block by block. The transforms' coefficients are 0, +-1
@@ -23,7 +24,6 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-#include "blas.h"
 #include "fastnn.h"
 
 /* The transforms of a block of tile rows [r0, r1) (row r is tile row r % th
@@ -76,8 +76,8 @@ static const fnn_wino_ops *fnn_wino_ops_now(void) {
 /* V of a block within a quarter of L2 (half of it with the block's M_xi)... */
 #define FNN_WINO_BLOCK_BYTES (fnn_cache_bytes(2) / 4)
 /* ... unless that is under half of FNN_WINO_MIN_TILES tiles (128 channels or
- * more), then FNN_WINO_MIN_TILES: OpenBLAS packs U_xi in every GEMM, and
- * narrower GEMMs lose more to that than the cache saves (A/B, 256 tiles
+ * more), then FNN_WINO_MIN_TILES: narrower GEMMs lost more than the cache
+ * saved (A/B with OpenBLAS's GEMMs, which pack U_xi in every call, 256 tiles
  * against 128, batch 16: 1.05-1.15x from 128 to 512 channels; but 0.86-0.90x
  * at 64 channels, whose 128 tiles fit) */
 #define FNN_WINO_MIN_TILES 256
@@ -97,6 +97,7 @@ int fnn_winograd_applies(const fnn_conv_shape *s) {
  * of the batch's R = N * th. */
 typedef struct {
     int64_t th, tw, blocks, tiles; /* tiles: most in one block */
+    int64_t ld;                    /* values between the rows of V and of M_xi */
     int64_t chunks, chunk_rows;    /* output channels per item, at most */
 } fnn_wino_plan;
 
@@ -111,6 +112,11 @@ static fnn_wino_plan wino_plan(const fnn_conv_shape *s, int64_t elem) {
     if (p.blocks > 1 && p.blocks < 4 * FNN_WINO_MIN_ITEMS)
         p.blocks = fnn_min64(R, fnn_ceil_div(p.blocks, FNN_WINO_MIN_ITEMS) * FNN_WINO_MIN_ITEMS);
     p.tiles = fnn_ceil_div(R, p.blocks) * p.tw;
+    /* An odd number of cache lines: the GEMM's tiles read a block of V's rows
+     * from L1, where rows a power of two apart share a few sets (1 KB apart:
+     * 180-190 against 230-250 GFLOP/s, Zen 5). */
+    const int64_t lines = fnn_ceil_div(p.tiles * elem, 64) | 1;
+    p.ld = lines * 64 / elem;
     p.chunks = fnn_max64(1, fnn_min64(fnn_ceil_div(FNN_WINO_MIN_ITEMS, p.blocks),
                                     s->out_channels / FNN_WINO_MIN_CHUNK_ROWS));
     p.chunk_rows = fnn_ceil_div(s->out_channels, p.chunks);
@@ -284,7 +290,7 @@ int FNN_T(fnn_winograd_forward)(const fnn_conv_shape *s, const T *x, const T *w,
     const fnn_wino_plan p = wino_plan(s, (int64_t)sizeof(T));
     const fnn_wino_ops *ops = fnn_wino_ops_now();
     const int64_t M = s->out_channels, C = s->in_channels, R = s->batch * p.th;
-    const int64_t v_size = 16 * C * p.tiles, m_size = 16 * p.chunk_rows * p.tiles;
+    const int64_t v_size = 16 * C * p.ld, m_size = 16 * p.chunk_rows * p.ld;
     /* A single block (small batches) is transformed once, by all threads
      * (one channel each at a time), into a V they share; else each thread
      * transforms the blocks it takes into its own. */
@@ -314,7 +320,7 @@ int FNN_T(fnn_winograd_forward)(const fnn_conv_shape *s, const T *x, const T *w,
         if (shared) {
 #pragma omp for schedule(static) nowait
             for (int64_t c = 0; c < C; c++)
-                ops->FNN_T(input_block)(s, x, c, c + 1, 0, R, p.th, p.tw, V, p.tiles, scratch);
+                ops->FNN_T(input_block)(s, x, c, c + 1, 0, R, p.th, p.tw, V, p.ld, scratch);
             cached = 0;
         }
 #pragma omp barrier
@@ -326,14 +332,14 @@ int FNN_T(fnn_winograd_forward)(const fnn_conv_shape *s, const T *x, const T *w,
             const int64_t tiles = (r1 - r0) * p.tw;
             if (m0 >= m1) continue;
             if (cached != blk) {
-                ops->FNN_T(input_block)(s, x, 0, C, r0, r1, p.th, p.tw, V, p.tiles, scratch);
+                ops->FNN_T(input_block)(s, x, 0, C, r0, r1, p.th, p.tw, V, p.ld, scratch);
                 cached = blk;
             }
             for (int xi = 0; xi < 16; xi++)
-                FNN_T(fnn_gemm)(0, 0, m1 - m0, tiles, C, 1, U + (xi * M + m0) * C, C,
-                                V + xi * C * p.tiles, p.tiles, 0,
-                                Mx + xi * p.chunk_rows * p.tiles, p.tiles);
-            ops->FNN_T(output_block)(s, Mx, p.tiles, p.chunk_rows * p.tiles, bias, r0, r1, p.th,
+                FNN_T(fnn_gemm_rows)(m1 - m0, tiles, C, U + (xi * M + m0) * C, C,
+                                     V + xi * C * p.ld, p.ld, NULL, 0,
+                                     Mx + xi * p.chunk_rows * p.ld, p.ld);
+            ops->FNN_T(output_block)(s, Mx, p.ld, p.chunk_rows * p.ld, bias, r0, r1, p.th,
                                      p.tw, m0, m1, y, scratch);
         }
     }
