@@ -34,7 +34,7 @@
 #define FNN_DW_PARTS 8
 #define FNN_DW_PARTS_BYTES ((int64_t)64 << 20)
 #define FNN_DW_SUM_ROWS 32
-#define FNN_TILES_DW_MIN_POSITIONS 32768
+#define FNN_TILES_DW_MIN_POSITIONS 192
 #define FNN_DIRECT_MAX_MG 4
 #define FNN_TAPS_DX_BYTES ((int64_t)128 << 10)
 
@@ -608,14 +608,18 @@ int SFX(fnn_conv2d_backward)(const fnn_conv_shape *s, const T *dy, const T *x, c
      * 512->512 7x7 forward+backward at batch 16; 1.05-1.07x less CPU time split
      * by channels). Like the parts, the split depends on the shape only. */
     const int by_channels = dw && d.G == 1 && !d.direct && !d.taps_backward && d.Kg > M;
-    /* dw of one group on the GEMM path, on many positions (shallow layers, large
-     * images): transposed, cols @ dy^T, by our tiles on the columns in place (B:
-     * dy's rows, packed transposed per block) into the parts' buffers (all of
-     * them), which the final sum transposes back. Against OpenBLAS (CPU time,
-     * forward+backward): 7x7 stride-2 stem at batch 16 (200704 positions)
+    /* dw of one group on the GEMM path, on enough positions: transposed, cols @
+     * dy^T, by our tiles on the columns in place (B: dy's rows, packed
+     * transposed per block) into the parts' buffers (all of them), which the
+     * final sum transposes back. Against OpenBLAS (CPU time, forward+backward),
+     * on Sapphire Rapids: 7x7 stride-2 stem at batch 16 (200704 positions)
      * 1.06-1.075x, 3x3 64->64 56x56 at batch 16 (50176) 1.055x; but 3x3
      * 128->128 28x28 (12544) 0.96x, 256x14 (3136) 0.86x, 512x7 (784) 0.87x,
-     * and with 32 output channels, half a panel, 0.64x. */
+     * and with 32 output channels, half a panel, 0.64x. On Zen 5 against
+     * OpenBLAS's AVX-512 kernels 0.91x (512x7, batch 16) to 1.03x, but against
+     * its AVX2 ones, which OPENBLAS_CORETYPE=Haswell forces there, 1.16-1.31x
+     * at batch 16 and 1.10-1.28x at batch 1 down to 196 positions (256x14;
+     * 512x7, 49 positions, 0.62x); so from 192 positions on. */
     const int tiles_dw = dw && d.G == 1 && !d.direct && !d.taps_backward &&
                          s->batch * d.L >= FNN_TILES_DW_MIN_POSITIONS &&
                          M % SFX(fnn_packed_nr)() == 0;
