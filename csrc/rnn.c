@@ -115,6 +115,21 @@ static int64_t fnn_rnn_rows(const int64_t *lengths, int64_t N, int64_t t) {
 /* Row n of the kernel is row rows[n] of the caller's states and outputs. */
 static int64_t fnn_rnn_row(const int64_t *rows, int64_t n) { return rows ? rows[n] : n; }
 
+/* The backward's GEMMs over all steps' rows (row t * N + n) skip the rows
+ * that have ended: from row p, the end (at most `limit`) of the running rows
+ * of p's step that p is one of; p when p has ended. */
+static int64_t fnn_rnn_run_end(const int64_t *lengths, int64_t N, int64_t p, int64_t limit) {
+    if (!lengths) return limit;
+    const int64_t t = p / N, end = t * N + fnn_rnn_rows(lengths, N, t);
+    return p < end ? (end < limit ? end : limit) : p;
+}
+
+/* From an ended row p, the next row that may run: the next step's first. */
+static int64_t fnn_rnn_next_step(int64_t N, int64_t p, int64_t limit) {
+    const int64_t next = (p / N + 1) * N;
+    return next < limit ? next : limit;
+}
+
 /* How the threads share a sequence. By hidden units: every thread takes all
  * rows and whole panels of units, and a barrier ends each step (each row's
  * next step needs all units). By batch rows: thread tid takes rows tid, tid +
@@ -609,15 +624,21 @@ static int64_t FNN_T(fnn_rnn_grad_kc)(int64_t m) {
 }
 
 /* c (m x n) = at^T @ b for at (k x m) and b (k x n), rows lda and ldb apart,
- * on our tiles, b packed into `packed` by blocks of k (fnn_rnn_grad_kc). */
+ * over the rows p of k that run (fnn_rnn_run_end; row 0 always does), on our
+ * tiles, b packed into `packed` by blocks of k (fnn_rnn_grad_kc). */
 static void FNN_T(fnn_rnn_grad_gemm)(int64_t m, int64_t n, int64_t k, const T *at, int64_t lda,
-                                     const T *b, int64_t ldb, T *packed, T *c, int64_t ldc) {
+                                     const T *b, int64_t ldb, const int64_t *lengths, int64_t N,
+                                     T *packed, T *c, int64_t ldc) {
     const int64_t kc = FNN_T(fnn_rnn_grad_kc)(m);
-    for (int64_t p0 = 0; p0 < k; p0 += kc) {
-        const int64_t kk = k - p0 < kc ? k - p0 : kc;
-        FNN_T(fnn_pack_b)(kk, n, b + p0 * ldb, ldb, 0, packed);
-        FNN_T(fnn_gemm_packed)(m, 0, n, kk, at + p0 * lda, lda, packed,
-                               FNN_PACKED_TRANS_A | (p0 > 0 ? FNN_PACKED_ACCUMULATE : 0), c, ldc);
+    for (int64_t p0 = 0, end; p0 < k; p0 = end > p0 ? end : fnn_rnn_next_step(N, p0, k)) {
+        end = fnn_rnn_run_end(lengths, N, p0, k);
+        for (int64_t q = p0; q < end; q += kc) {
+            const int64_t kk = end - q < kc ? end - q : kc;
+            FNN_T(fnn_pack_b)(kk, n, b + q * ldb, ldb, 0, packed);
+            FNN_T(fnn_gemm_packed)(m, 0, n, kk, at + q * lda, lda, packed,
+                                   FNN_PACKED_TRANS_A | (q > 0 ? FNN_PACKED_ACCUMULATE : 0), c,
+                                   ldc);
+        }
     }
 }
 
@@ -629,16 +650,19 @@ static void FNN_T(fnn_rnn_grad_gemm)(int64_t m, int64_t n, int64_t k, const T *a
  * done in two pieces. */
 static void FNN_T(fnn_rnn_param_grads)(int64_t r0, int64_t r1, int64_t split, int64_t H,
                                        int64_t rows, int64_t G, int64_t In, const T *dg,
-                                       const T *x, const T *hprev, T *packed, T *tmp, T *dw_ih,
-                                       T *dw_hh, T *db_ih, T *db_hh) {
+                                       const T *x, const T *hprev, const int64_t *lengths,
+                                       int64_t N, T *packed, T *tmp, T *dw_ih, T *dw_hh,
+                                       T *db_ih, T *db_hh) {
     for (int64_t a = r0; a < r1;) {
         int64_t b = a < split && split < r1 ? split : r1, src = a >= split ? H : 0;
-        FNN_T(fnn_rnn_grad_gemm)(In, b - a, rows, x, In, dg + a + src, G, packed, tmp, b - a);
+        FNN_T(fnn_rnn_grad_gemm)(In, b - a, rows, x, In, dg + a + src, G, lengths, N, packed,
+                                 tmp, b - a);
         FNN_T(fnn_rnn_transpose)(In, b - a, tmp, b - a, dw_ih + a * In, In);
         if (db_ih) FNN_T(fnn_rnn_colsum)(rows, G, dg, src, a, b, db_ih);
         a = b;
     }
-    FNN_T(fnn_rnn_grad_gemm)(H, r1 - r0, rows, hprev, H, dg + r0, G, packed, tmp, r1 - r0);
+    FNN_T(fnn_rnn_grad_gemm)(H, r1 - r0, rows, hprev, H, dg + r0, G, lengths, N, packed, tmp,
+                             r1 - r0);
     FNN_T(fnn_rnn_transpose)(H, r1 - r0, tmp, r1 - r0, dw_hh + r0 * H, H);
     if (db_hh) FNN_T(fnn_rnn_colsum)(rows, G, dg, 0, r0, r1, db_hh);
 }
@@ -727,18 +751,25 @@ int FNN_T(fnn_rnn_backward)(const fnn_rnn_shape *s, const T *x, const T *w_ih, c
 #pragma omp for schedule(static) nowait
         for (int64_t c0 = 0; c0 < xcols; c0 += grad_cols)
             FNN_T(fnn_rnn_param_grads)(c0, fnn_min64(xcols, c0 + grad_cols), split, H, all_rows,
-                                       G, In, gates, x, hprev, packed, tmp, dw_ih, dw_hh, db_ih,
-                                       db_hh);
+                                       G, In, gates, x, hprev, lengths, N, packed, tmp, dw_ih,
+                                       dw_hh, db_ih, db_hh);
 #pragma omp for schedule(static)
         for (int64_t rb = 0; rb < row_blocks; rb++) {
-            int64_t r0 = rb * FNN_RNN_ROWS;
-            int64_t r1 = r0 + FNN_RNN_ROWS < all_rows ? r0 + FNN_RNN_ROWS : all_rows;
-            for (int64_t b = 0; b < blocks; b++) {
-                int64_t src = gru && b == 2 ? 3 : b;
-                FNN_T(fnn_gemm_packed)(r1 - r0, 0, In, H, gates + r0 * G + src * H, G,
-                                       packed_ih + b * xsize,
-                                       (b > 0 ? FNN_PACKED_ACCUMULATE : 0) | pf_ih,
-                                       dx + r0 * In, In);
+            const int64_t r1 = fnn_min64(all_rows, (rb + 1) * FNN_RNN_ROWS);
+            for (int64_t r0 = rb * FNN_RNN_ROWS, end; r0 < r1; r0 = end) {
+                end = fnn_rnn_run_end(lengths, N, r0, r1);
+                if (end == r0) { /* ended rows: a zero gradient */
+                    end = fnn_rnn_next_step(N, r0, r1);
+                    memset(dx + r0 * In, 0, (size_t)((end - r0) * In) * sizeof(T));
+                    continue;
+                }
+                for (int64_t b = 0; b < blocks; b++) {
+                    int64_t src = gru && b == 2 ? 3 : b;
+                    FNN_T(fnn_gemm_packed)(end - r0, 0, In, H, gates + r0 * G + src * H, G,
+                                           packed_ih + b * xsize,
+                                           (b > 0 ? FNN_PACKED_ACCUMULATE : 0) | pf_ih,
+                                           dx + r0 * In, In);
+                }
             }
         }
     }

@@ -266,13 +266,15 @@ def test_sequence_nan_propagates(mode, dtype, rng):
     assert np.all(np.isnan(h_n[0]))
 
 
+@pytest.mark.parametrize("sorted_lengths", [False, True])
 @pytest.mark.parametrize("mode", MODES)
-def test_sequence_padding_is_never_read(mode, dtype, rng):
+def test_sequence_padding_is_never_read(mode, dtype, rng, sorted_lengths):
     """NaN and inf in x past a sequence's end reach nothing: outputs and every gradient
-    (the weight gradients included) equal those of zero padding, both directions."""
+    (the weight gradients included) equal those of zero padding, both directions; also
+    with the lengths already sorted, where the kernel reads the caller's x itself."""
     steps, batch, input_size, hidden = 5, 4, 3, 17
     x = rng.standard_normal((steps, batch, input_size)).astype(dtype)
-    lengths = np.array([5, 2, 1, 3])
+    lengths = np.array([5, 3, 2, 1] if sorted_lengths else [5, 2, 1, 3])
     pad = np.arange(steps)[:, None] >= lengths[None, :]
     x[pad] = 0
     dirty = x.copy()
