@@ -180,18 +180,19 @@ static void FNN_NAME(pack_b)(int64_t k, int64_t n, const T *b, int64_t ldb, int 
     }
 }
 
-/* c (rows x panels*NR) = (beta ? c : 0) + a (rows x k) @ the panels, which lie
- * panel_size apart, their rows ldp apart (NR when packed). Inlined with constant
- * rows and panels, so that the accumulators live in registers. */
+/* c (rows x vecs vectors) = (beta ? c : 0) + a (rows x k) @ the panels' first
+ * vecs vectors (vecs: whole panels, or under one for a last, narrow one); the
+ * panels lie panel_size apart, their rows ldp apart (NR when packed). Inlined
+ * with constant rows and vecs, so that the accumulators live in registers. */
 static inline __attribute__((always_inline)) void FNN_NAME(tile)(
-    const int rows, const int panels, const int a_trans, int64_t k, const T *a, int64_t lda,
+    const int rows, const int vecs, const int a_trans, int64_t k, const T *a, int64_t lda,
     const T *b, int64_t panel_size, int64_t ldp, int beta, const T *bias, T *c, int64_t ldc) {
     enum { V = FNN_PANEL_VECS, W = FNN_GROUP(1) * FNN_PANEL_VECS };
     vec_t acc[FNN_MR][W];
 #pragma GCC unroll 8
     for (int r = 0; r < rows; r++)
 #pragma GCC unroll 8
-        for (int q = 0; q < panels * V; q++)
+        for (int q = 0; q < vecs; q++)
             acc[r][q] = beta   ? (vec_t) * (const vec_u *)(c + r * ldc + q * FNN_LANES)
                         : bias ? (vec_t){0} + bias[r]
                                : (vec_t){0};
@@ -208,14 +209,14 @@ static inline __attribute__((always_inline)) void FNN_NAME(tile)(
     for (; a0 != a0_end; b += ldp) {
         vec_t bv[W];
 #pragma GCC unroll 8
-        for (int q = 0; q < panels * V; q++)
+        for (int q = 0; q < vecs; q++)
             bv[q] = *(const vec_u *)(b + (q / V) * panel_size + (q % V) * FNN_LANES);
 #pragma GCC unroll 8
         for (int r = 0; r < rows; r++) {
             T ar = a_trans ? *(const T *)(a0 + r * sizeof(T))
                            : *(const T *)((r < 3 ? a0 : a3) + (r % 3) * lda_bytes);
 #pragma GCC unroll 8
-            for (int q = 0; q < panels * V; q++) acc[r][q] = FNN_FMA(bv[q], ar, acc[r][q]);
+            for (int q = 0; q < vecs; q++) acc[r][q] = FNN_FMA(bv[q], ar, acc[r][q]);
         }
         a0 += step;
         a3 += step;
@@ -224,23 +225,36 @@ static inline __attribute__((always_inline)) void FNN_NAME(tile)(
 #pragma GCC unroll 8
     for (int r = 0; r < rows; r++)
 #pragma GCC unroll 8
-        for (int q = 0; q < panels * V; q++)
+        for (int q = 0; q < vecs; q++)
             *(vec_u *)(c + r * ldc + q * FNN_LANES) = acc[r][q];
 }
 
-/* tile() for a run-time row count; panels is 1 or FNN_GROUP(rows). */
-static void FNN_NAME(tile_rows)(int rows, int panels, int a_trans, int64_t k, const T *a,
+/* tile() for a run-time row count; vecs is a panel's (FNN_PANEL_VECS), a group's
+ * (FNN_GROUP(rows) panels) or fewer than a panel's (a last, narrow panel). */
+static void FNN_NAME(tile_rows)(int rows, int vecs, int a_trans, int64_t k, const T *a,
                                 int64_t lda, const T *b, int64_t panel_size, int64_t ldp,
                                 int beta, const T *bias, T *c, int64_t ldc) {
-    assert(rows >= 1 && rows <= FNN_MR && (panels == 1 || panels == FNN_GROUP(rows)));
-#define FNN_TILE_AS(R, P, AT) \
-    FNN_NAME(tile)(R, P, AT, k, a, lda, b, panel_size, ldp, beta, bias, c, ldc)
+    assert(rows >= 1 && rows <= FNN_MR && vecs >= 1 &&
+           (vecs <= FNN_PANEL_VECS || vecs == FNN_GROUP(rows) * FNN_PANEL_VECS));
+#define FNN_TILE_AS(R, VECS)                                                                  \
+    (a_trans ? FNN_NAME(tile)(R, VECS, 1, k, a, lda, b, panel_size, ldp, beta, bias, c, ldc)  \
+             : FNN_NAME(tile)(R, VECS, 0, k, a, lda, b, panel_size, ldp, beta, bias, c, ldc))
+#if FNN_PANEL_VECS == 2
+#define FNN_TILE_NARROW(R) FNN_TILE_AS(R, 1)
+#elif FNN_PANEL_VECS == 4
+#define FNN_TILE_NARROW(R) \
+    (vecs == 1 ? FNN_TILE_AS(R, 1) : vecs == 2 ? FNN_TILE_AS(R, 2) : FNN_TILE_AS(R, 3))
+#else
+#error "tile_rows: add the narrow panels of FNN_PANEL_VECS"
+#endif
 #define FNN_TILE_CASE(R)                                                                      \
     case R:                                                                                   \
-        if (panels == 1)                                                                      \
-            a_trans ? FNN_TILE_AS(R, 1, 1) : FNN_TILE_AS(R, 1, 0);                            \
+        if (vecs == FNN_PANEL_VECS)                                                           \
+            FNN_TILE_AS(R, FNN_PANEL_VECS);                                                   \
+        else if (vecs > FNN_PANEL_VECS)                                                       \
+            FNN_TILE_AS(R, FNN_GROUP(R) * FNN_PANEL_VECS);                                    \
         else                                                                                  \
-            a_trans ? FNN_TILE_AS(R, FNN_GROUP(R), 1) : FNN_TILE_AS(R, FNN_GROUP(R), 0);      \
+            FNN_TILE_NARROW(R);                                                               \
         break;
     switch (rows) {
         FNN_TILE_CASE(1)
@@ -258,6 +272,7 @@ static void FNN_NAME(tile_rows)(int rows, int panels, int a_trans, int64_t k, co
 #endif
     }
 #undef FNN_TILE_CASE
+#undef FNN_TILE_NARROW
 #undef FNN_TILE_AS
 }
 
@@ -306,26 +321,32 @@ static void FNN_NAME(panel_group)(int64_t m, int panels, int64_t k, const T *a, 
                 const int64_t i = full * t / tiles, rows = full * (t + 1) / tiles - i;
                 for (int64_t off = t * share; off < FNN_MIN((t + 1) * share, ahead); off += 64)
                     __builtin_prefetch(next + off, 0, 2);
-                FNN_NAME(tile_rows)((int)rows, 1, a_trans, kk, FNN_NAME(a_at)(a, lda, a_trans, i, p0),
+                FNN_NAME(tile_rows)((int)rows, FNN_PANEL_VECS, a_trans, kk,
+                                    FNN_NAME(a_at)(a, lda, a_trans, i, p0),
                                     lda, block, panel_size, ldp, beta || p0 > 0,
                                     bias ? bias + i : NULL, c + i * ldc + q * FNN_NR, ldc);
             }
         }
     if (full < m)
-        FNN_NAME(tile_rows)((int)(m - full), panels, a_trans, k,
+        FNN_NAME(tile_rows)((int)(m - full), panels * FNN_PANEL_VECS, a_trans, k,
                             FNN_NAME(a_at)(a, lda, a_trans, full, 0), lda, b, panel_size, ldp,
                             beta, bias ? bias + full : NULL, c + full * ldc, ldc);
 }
 
 /* The last panel when only its first `cols` columns exist, C's through a
- * tile-sized buffer, with the arithmetic (and the bits) of a full panel. B's
- * rows are read a whole panel wide, in place, as far as that stays within B
- * (what lies past `cols` there only meets columns that are dropped); its
- * last rows, where it would not, through a zero-padded copy. */
+ * tile-sized buffer, with the arithmetic (and the bits) of a full panel, but
+ * only the vectors that hold the columns: 4 columns of an AVX-512 f32 panel
+ * cost a quarter of one (Winograd's 196-tile blocks, 3 panels and 4 columns,
+ * conv1d's 400 positions: 3x3 forward 1.03-1.14x, conv1d 1.09x, Zen 5). B's
+ * rows are read as wide as those vectors, in place, as far as that stays
+ * within B (what lies past `cols` there only meets columns that are dropped);
+ * its last rows, where it would not, through a zero-padded copy. */
 static void FNN_NAME(edge_panel)(int64_t m, int64_t cols, int64_t k, const T *a, int64_t lda,
                                  int a_trans, const T *b, int64_t ldp, int beta, const T *bias,
                                  T *c, int64_t ldc) {
-    const int64_t in_place = FNN_MAX(0, k - (FNN_NR - cols + ldp - 1) / ldp);
+    const int vecs = (int)((cols + FNN_LANES - 1) / FNN_LANES);
+    const int64_t width = vecs * (int64_t)FNN_LANES;
+    const int64_t in_place = FNN_MAX(0, k - (width - cols + ldp - 1) / ldp);
     const size_t row_bytes = (size_t)cols * sizeof(T);
     T tail[FNN_NR * FNN_NR], buf[FNN_MR * FNN_NR] = {0}; /* tail: under NR rows */
     memset(tail, 0, (size_t)((k - in_place) * FNN_NR) * sizeof(T));
@@ -337,10 +358,11 @@ static void FNN_NAME(edge_panel)(int64_t m, int64_t cols, int64_t k, const T *a,
         for (int r = 0; beta && r < rows; r++)
             memcpy(buf + r * FNN_NR, c + (i + r) * ldc, row_bytes);
         if (in_place > 0)
-            FNN_NAME(tile_rows)(rows, 1, a_trans, in_place, FNN_NAME(a_at)(a, lda, a_trans, i, 0),
-                                lda, b, 0, ldp, beta, row_bias, buf, FNN_NR);
+            FNN_NAME(tile_rows)(rows, vecs, a_trans, in_place,
+                                FNN_NAME(a_at)(a, lda, a_trans, i, 0), lda, b, 0, ldp, beta,
+                                row_bias, buf, FNN_NR);
         if (in_place < k)
-            FNN_NAME(tile_rows)(rows, 1, a_trans, k - in_place,
+            FNN_NAME(tile_rows)(rows, vecs, a_trans, k - in_place,
                                 FNN_NAME(a_at)(a, lda, a_trans, i, in_place), lda, tail, 0, FNN_NR,
                                 beta || in_place > 0, in_place > 0 ? NULL : row_bias, buf,
                                 FNN_NR);

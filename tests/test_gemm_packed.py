@@ -63,8 +63,11 @@ def _check(rng, m, n, k, dtype, trans_b, beta, pad=0):
 @pytest.mark.parametrize("k", [1, 3, 97])
 @pytest.mark.parametrize("m", range(1, MAX_MR + 2))
 def test_sizes_around_the_tile(rng, dtype, m, k, trans_b, beta):
+    """n around the panel width, and last panels of every vector count (a narrow last
+    panel runs only the vectors that hold its columns: 1 to 4 of them on AVX-512)."""
     nr = _nr(dtype)
-    for n in (nr - 1, nr, nr + 1, 3 * nr + 5):
+    for n in (nr - 1, nr, nr + 1, nr + nr // 4 + 1, nr + nr // 2 + 1, nr + 3 * nr // 4 + 1,
+              3 * nr + 5):
         _check(rng, m, n, k, dtype, trans_b, beta)
 
 
@@ -201,7 +204,8 @@ def test_rows_in_place_give_the_packed_bits(rng, dtype, m, k):
     element): every element is the same chain, so the same bits as gemm_packed, with
     beta 0 and 1, and NumPy's numbers."""
     nr = _nr(dtype)
-    for n in (3, nr - 1, nr, 2 * nr + 1, 5 * nr + 7):  # 3: rows closer than a panel
+    for n in (3, nr - 1, nr, 2 * nr + 1, 2 * nr + nr // 2 + 1, 5 * nr + 7):  # 3: rows closer
+        # than a panel
         a, b = _operands(rng, m, n, k, dtype, 0, pad=3)
         for beta in (0, 1):
             c0 = rng.standard_normal((m, n)) if beta else np.full((m, n), np.nan)
