@@ -523,9 +523,9 @@ static void SFX(param_grad_part)(const fnn_conv_shape *s, const SFX(conv_dims) *
 /* Rows [m0, m1) of dw (M, Kg) as the sum, part after part, of the parts'
  * transposed buffers (Kg, M), part_size apart: each of their rows is read
  * along its run of m, which vectorizes, and dw's rows are written a cache line
- * (FNN_DW_SUM_COLS values) at a time from a small block: written a value at a
- * time, 32 rows Kg apart (Kg = 4608 for 512 channels: only 2 sets of L1)
- * evicted each other, 8% of a 3x3 512->512 7x7 forward+backward. */
+ * (FNN_DW_SUM_BYTES) at a time from a small block: written a value at a time,
+ * 32 rows Kg apart (Kg = 4608 for 512 channels: only 2 sets of L1) evicted
+ * each other, 8% of a 3x3 512->512 7x7 forward+backward. */
 static void SFX(sum_parts_transposed)(int64_t parts, int64_t part_size, const T *partial,
                                       int64_t M, int64_t Kg, int64_t m0, int64_t m1, T *dw) {
     enum { COLS = FNN_DW_SUM_BYTES / sizeof(T) };
