@@ -224,8 +224,8 @@ int fnn_gemm_batch_f64(int64_t batch, int64_t m, int64_t n, int64_t k, const dou
  *   B[p][j] for i < m and n0 <= j < n1, n0 a multiple of fnn_packed_nr; flags are
  *   FNN_PACKED_ACCUMULATE (without it, c is only written), FNN_PACKED_PREFETCH (the
  *   caller's panels do not stay in L2 from call to call: fetch them ahead) and
- *   FNN_PACKED_TRANS_A (A is stored transposed: a[p*lda + i] in place of a[i*lda + p]). Single-threaded,
- *   re-entrant, allocates nothing: one thread per column range. Element (i, j) does not
+ *   FNN_PACKED_TRANS_A (A is stored transposed: a[p*lda + i] in place of a[i*lda + p]).
+ *   Single-threaded, re-entrant, allocates nothing: one thread per column range. Element (i, j) does not
  *   depend on n0, n1, m or the prefetch, so ranges split over threads give the bits of
  *   one call.
  * - fnn_gemm_rows: the same for all n columns of a row-major B = b (ldb) read in place,

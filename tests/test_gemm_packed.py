@@ -2,8 +2,8 @@
 the `_kernels.gemm_packed` hook, against NumPy: sizes around the register tile (MR is at
 most 6 on every path, NR is `packed_nr`) and odd ones, both layouts of B, beta 0 and 1,
 column ranges, strided rows, A read transposed, and the bits of a full call against column
-ranges and single rows; and its tiles on a row-major B read in place (`_kernels.gemm_rows`, convolution's
-forward), with a bias. The whole file also runs under the forced portable and AVX2 paths
+ranges and single rows; and its tiles on a row-major B read in place (`_kernels.gemm_rows`,
+convolution's forward), with a bias. The whole file also runs under the forced portable and AVX2 paths
 (FASTNN_SIMD), in a subprocess."""
 from __future__ import annotations
 
@@ -204,8 +204,8 @@ def test_rows_in_place_give_the_packed_bits(rng, dtype, m, k):
     element): every element is the same chain, so the same bits as gemm_packed, with
     beta 0 and 1, and NumPy's numbers."""
     nr = _nr(dtype)
-    for n in (3, nr - 1, nr, 2 * nr + 1, 2 * nr + nr // 2 + 1, 5 * nr + 7):  # 3: rows closer
-        # than a panel
+    # 3: rows closer than a panel; 2 * nr + nr // 2 + 1: a narrow last panel
+    for n in (3, nr - 1, nr, 2 * nr + 1, 2 * nr + nr // 2 + 1, 5 * nr + 7):
         a, b = _operands(rng, m, n, k, dtype, 0, pad=3)
         for beta in (0, 1):
             c0 = rng.standard_normal((m, n)) if beta else np.full((m, n), np.nan)

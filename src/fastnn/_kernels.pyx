@@ -430,7 +430,7 @@ def gemm_packed(const floating[:, :] a, const floating[:, :] b, bint trans_b,
                       (FNN_PACKED_PREFETCH if prefetch else 0) |
                       (FNN_PACKED_TRANS_A if trans_a else 0))
     if (b.shape[1] if trans_b else b.shape[0]) != k or c.shape[0] != m or c.shape[1] != n:
-        raise ValueError("gemm_packed: shapes of a, b, c do not fit c = a @ op(b)")
+        raise ValueError("gemm_packed: shapes of a, b, c do not fit c = op(a) @ op(b)")
     if m == 0 or n == 0 or k == 0:
         raise ValueError("gemm_packed: empty operand")
     if floating is float:
